@@ -1,0 +1,1 @@
+"""fastapi1: an asynchronous notification service on FastAPI and PostgreSQL."""

@@ -1,0 +1,59 @@
+"""The application factory: lifespan resources, routers and error handlers."""
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from fastapi1.config import Settings
+from fastapi1.db.embedded import embedded_postgres_async
+from fastapi1.db.engine import Database
+from fastapi1.errors import install_error_handlers
+from fastapi1.logging import RequestLogMiddleware
+from fastapi1.status.views import router as status_router
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the database engines (and the embedded server if needed); close them in reverse.
+
+    Args:
+        app: The application whose state receives the resources.
+
+    Yields:
+        Control while the application serves.
+    """
+    settings: Settings = app.state.settings
+    async with contextlib.AsyncExitStack() as stack:
+        write_url = settings.database_url
+        if write_url is None:
+            write_url = await stack.enter_async_context(embedded_postgres_async(settings.embedded_data_dir))
+        database = Database.connect(write_url, settings.database_read_url, settings)
+        stack.push_async_callback(database.dispose)
+        app.state.database = database
+        yield
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application.
+
+    Args:
+        settings: Configuration; read from the environment when omitted.
+
+    Returns:
+        The FastAPI application, resources opened by its lifespan.
+    """
+    app = FastAPI(
+        title="fastapi1",
+        summary="Asynchronous notification service on FastAPI and PostgreSQL.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or Settings()
+    app.add_middleware(RequestLogMiddleware)
+    install_error_handlers(app)
+    app.include_router(status_router)
+    return app
+
+
+app = create_app()

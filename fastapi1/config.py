@@ -1,0 +1,75 @@
+"""Typed settings: every knob of the service, read from the environment once."""
+
+from pathlib import Path
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from pydantic import AfterValidator, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+ASYNC_DRIVER = "postgresql+asyncpg"
+_ACCEPTED_SCHEMES = frozenset({"postgres", "postgresql", ASYNC_DRIVER})
+
+
+def to_async_url(url: str) -> str:
+    """Normalise a PostgreSQL URL to the asyncpg driver SQLAlchemy uses.
+
+    Args:
+        url: A ``postgres://``, ``postgresql://`` or ``postgresql+asyncpg://`` URL.
+
+    Returns:
+        The same URL with the ``postgresql+asyncpg`` scheme, password kept.
+
+    Raises:
+        ValueError: When the URL has another scheme.
+    """
+    parsed: URL = make_url(url)
+    if parsed.drivername not in _ACCEPTED_SCHEMES:
+        accepted = ", ".join(sorted(f"{scheme}://" for scheme in _ACCEPTED_SCHEMES))
+        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}; use one of {accepted}")
+    return parsed.set(drivername=ASYNC_DRIVER).render_as_string(hide_password=False)
+
+
+DatabaseUrl = Annotated[str, AfterValidator(to_async_url)]
+
+
+class Settings(BaseSettings):
+    """Configuration of fastapi1; each field is read from the environment variable of its name."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    database_url: DatabaseUrl | None = Field(
+        default=None, description="Primary database; unset starts the embedded PostgreSQL."
+    )
+    database_read_url: DatabaseUrl | None = Field(
+        default=None, description="Read replica for GET routes; unset reads from the primary."
+    )
+    embedded_data_dir: Path = Field(
+        default=Path(".data/postgres"), description="Data directory of the embedded PostgreSQL."
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, description="Worker processes serving HTTP.")
+    log_config: Path = Field(default=Path("log.ini"), description="logging.config.fileConfig file.")
+
+    db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per engine and worker.")
+    db_max_overflow: int = Field(default=10, ge=0, description="Extra connections allowed under load.")
+    db_pool_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a pooled connection.")
+    db_connect_timeout: float = Field(default=2.0, gt=0, description="Seconds to open a new connection.")
+    ready_timeout: float = Field(default=1.5, gt=0, description="Seconds /status/ready waits for the database.")
+
+
+def get_settings(request: Request) -> Settings:
+    """Return the settings the application was created with.
+
+    Args:
+        request: The current request.
+
+    Returns:
+        The application's settings.
+    """
+    return cast(Settings, request.app.state.settings)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]

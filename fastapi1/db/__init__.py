@@ -1,0 +1,1 @@
+"""Database infrastructure: declarative base, engines, sessions and the embedded server."""

@@ -1,0 +1,73 @@
+"""Engines and session factories for the primary database and its optional read replica."""
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from fastapi1.config import Settings
+
+
+def create_engine(url: str, settings: Settings) -> AsyncEngine:
+    """Create an asyncpg engine sized and timed by the settings.
+
+    Args:
+        url: An asyncpg database URL.
+        settings: Pool sizes and timeouts.
+
+    Returns:
+        The engine; it opens no connection until first used.
+    """
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        # A connection lost with the server is invalidated together with the whole pool,
+        # so the first request after an outage fails fast and the next ones reconnect.
+        pool_pre_ping=False,
+        connect_args={"timeout": settings.db_connect_timeout},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The write (primary) and read engines with their session factories."""
+
+    write_engine: AsyncEngine
+    read_engine: AsyncEngine
+    write_sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def connect(cls, write_url: str, read_url: str | None, settings: Settings) -> "Database":
+        """Build the engines; reads share the primary's engine when there is no replica.
+
+        Args:
+            write_url: URL of the primary.
+            read_url: URL of a read replica, or None.
+            settings: Pool sizes and timeouts.
+
+        Returns:
+            The database handle.
+        """
+        write_engine = create_engine(write_url, settings)
+        read_engine = create_engine(read_url, settings) if read_url else write_engine
+        return cls(
+            write_engine=write_engine,
+            read_engine=read_engine,
+            write_sessions=async_sessionmaker(write_engine, expire_on_commit=False),
+            read_sessions=async_sessionmaker(read_engine, expire_on_commit=False),
+        )
+
+    async def ping(self) -> None:
+        """Run ``SELECT 1`` on every engine."""
+        for engine in {self.write_engine, self.read_engine}:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()

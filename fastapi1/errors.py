@@ -1,0 +1,135 @@
+"""Application errors that carry their HTTP status, and the handlers that render them."""
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from pydantic import BaseModel
+from sqlalchemy import exc as sa_exc
+
+from fastapi1.responses import OrjsonResponse
+
+logger = logging.getLogger("fastapi1")
+
+
+class ErrorMessage(BaseModel):
+    """Body of every non-validation error response."""
+
+    detail: str
+
+
+class AppError(Exception):
+    """An error a client can act on; rendered as ``{"detail": message}``."""
+
+    status_code: ClassVar[int] = 500
+
+    def __init__(self, message: str) -> None:
+        """Keep the message shown to the client.
+
+        Args:
+            message: Human-readable detail for the response body.
+        """
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(AppError):
+    """The resource named in the request does not exist."""
+
+    status_code = 404
+
+
+class Conflict(AppError):
+    """The request conflicts with stored state (duplicate name, reused key)."""
+
+    status_code = 409
+
+
+class ProcessingError(AppError):
+    """Processing failed inside the service for reasons the client cannot fix by editing input."""
+
+    status_code = 400
+
+
+class ServiceUnavailable(AppError):
+    """A dependency (the database, the broker) does not answer."""
+
+    status_code = 503
+
+
+# What the driver and the pool raise when PostgreSQL is down or unreachable.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    sa_exc.TimeoutError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+)
+
+
+def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """Describe error responses for a route's OpenAPI ``responses`` argument.
+
+    Args:
+        errors: The AppError subclasses the route can raise.
+
+    Returns:
+        A mapping from status code to its documented body model.
+    """
+    return {error.status_code: {"model": ErrorMessage, "description": error.__doc__} for error in errors}
+
+
+async def handle_app_error(request: Request, error: Exception) -> OrjsonResponse:
+    """Render an AppError as ``{"detail": message}`` with its status.
+
+    Args:
+        request: The failed request.
+        error: The AppError raised below the view.
+
+    Returns:
+        The JSON error response.
+    """
+    assert isinstance(error, AppError)
+    if isinstance(error, ServiceUnavailable):
+        logger.warning("%s %s: %s", request.method, request.url.path, error.message, exc_info=error.__cause__)
+    return OrjsonResponse({"detail": error.message}, status_code=error.status_code)
+
+
+async def handle_database_unavailable(request: Request, error: Exception) -> OrjsonResponse:
+    """Turn a lost or refused database connection into a 503 without a stack trace in the body.
+
+    Args:
+        request: The failed request.
+        error: The driver or pool error.
+
+    Returns:
+        The 503 response.
+    """
+    logger.error("Database unavailable during %s %s", request.method, request.url.path, exc_info=error)
+    return OrjsonResponse({"detail": "Database unavailable, try again shortly"}, status_code=503)
+
+
+async def handle_unexpected(request: Request, error: Exception) -> OrjsonResponse:
+    """Log an unexpected error with its traceback and answer 500 without details.
+
+    Args:
+        request: The failed request.
+        error: The unhandled exception.
+
+    Returns:
+        The 500 response.
+    """
+    logger.error("Unhandled error during %s %s", request.method, request.url.path, exc_info=error)
+    return OrjsonResponse({"detail": "Internal server error"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on the application.
+
+    Args:
+        app: The application.
+    """
+    app.add_exception_handler(AppError, handle_app_error)
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, handle_database_unavailable)
+    app.add_exception_handler(Exception, handle_unexpected)

@@ -1,0 +1,1 @@
+"""ORM tables, one module per aggregate; importing this package registers them all."""

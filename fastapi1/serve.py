@@ -1,0 +1,101 @@
+"""Launcher used by ``scripts/run_app.sh``: database, migrations, then HTTP workers.
+
+``python -m fastapi1.serve`` starts the embedded PostgreSQL when ``DATABASE_URL`` is unset
+(once, in this process, so every worker shares it), migrates to head, and serves with
+uvicorn (one worker) or gunicorn with uvicorn workers (``WORKERS`` > 1).
+"""
+
+import contextlib
+import logging.config
+import os
+from typing import Any
+
+import uvicorn
+from gunicorn.app.base import BaseApplication
+
+from fastapi1.config import Settings
+from fastapi1.db.embedded import embedded_postgres
+from fastapi1.db.migrate import upgrade_to_head
+
+logger = logging.getLogger("fastapi1")
+
+
+class GunicornServer(BaseApplication):  # type: ignore[misc]
+    """Gunicorn arbiter serving fastapi1 with uvicorn workers, configured from Settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Keep the settings that become gunicorn options.
+
+        Args:
+            settings: The service settings.
+        """
+        self.options: dict[str, Any] = {
+            "bind": f"{settings.host}:{settings.port}",
+            "workers": settings.workers,
+            "worker_class": "uvicorn_worker.UvicornWorker",
+            "logconfig": str(settings.log_config),
+            "graceful_timeout": 10,
+            "timeout": 60,
+            "keepalive": 5,
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        """Copy the options into gunicorn's configuration."""
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        """Build the application in each worker, after the fork.
+
+        Returns:
+            The ASGI application.
+        """
+        from fastapi1.app import create_app
+
+        return create_app()
+
+
+def serve(settings: Settings) -> None:
+    """Serve HTTP until SIGINT or SIGTERM.
+
+    Args:
+        settings: The service settings, with the database URL resolved.
+    """
+    if settings.workers > 1:
+        GunicornServer(settings).run()
+        return
+    uvicorn.run(
+        "fastapi1.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=str(settings.log_config),
+    )
+
+
+def main() -> None:
+    """Resolve the database, migrate it, and serve."""
+    settings = Settings()
+    logging.config.fileConfig(settings.log_config, disable_existing_loggers=False)
+    with contextlib.ExitStack() as stack:
+        if settings.database_url is None:
+            url = stack.enter_context(embedded_postgres(settings.embedded_data_dir))
+            # Workers inherit the environment, so they all connect to this one server.
+            os.environ["DATABASE_URL"] = url
+            settings = Settings()
+        assert settings.database_url is not None
+        upgrade_to_head(settings.database_url)
+        logger.info(
+            "Database at head; serving on http://%s:%d with %d worker(s)",
+            settings.host,
+            settings.port,
+            settings.workers,
+        )
+        serve(settings)
+
+
+if __name__ == "__main__":
+    main()

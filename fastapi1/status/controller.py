@@ -1,0 +1,29 @@
+"""Readiness logic: does every dependency answer in time."""
+
+import asyncio
+
+from fastapi1.config import Settings
+from fastapi1.db.engine import Database
+from fastapi1.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
+from fastapi1.status.schemas import Readiness
+
+
+async def check_readiness(database: Database, settings: Settings) -> Readiness:
+    """Ping the database within the ready timeout of the settings.
+
+    Args:
+        database: The database handle.
+        settings: The settings, for ``ready_timeout``.
+
+    Returns:
+        The readiness report.
+
+    Raises:
+        ServiceUnavailable: When the database does not answer in time.
+    """
+    try:
+        async with asyncio.timeout(settings.ready_timeout):
+            await database.ping()
+    except DATABASE_UNAVAILABLE as error:
+        raise ServiceUnavailable(f"Database unavailable: {type(error).__name__}") from error
+    return Readiness(database="ok")
