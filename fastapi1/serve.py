@@ -8,6 +8,8 @@ uvicorn (one worker) or gunicorn with uvicorn workers (``WORKERS`` > 1).
 import contextlib
 import logging.config
 import os
+import signal
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -76,8 +78,26 @@ def serve(settings: Settings) -> None:
     )
 
 
+def exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    """Turn SIGINT/SIGTERM into SystemExit, so the embedded database is stopped on the way out.
+
+    uvicorn re-raises the signal that stopped it once it has shut down; with this handler
+    in place that unwinds through ``main`` instead of killing the process outright.
+
+    Args:
+        signum: The signal received.
+        frame: The interrupted frame.
+
+    Raises:
+        SystemExit: Always, with status 0.
+    """
+    raise SystemExit(0)
+
+
 def main() -> None:
     """Resolve the database, migrate it, and serve."""
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, exit_cleanly)
     settings = Settings()
     logging.config.fileConfig(settings.log_config, disable_existing_loggers=False)
     with contextlib.ExitStack() as stack:

@@ -1,0 +1,53 @@
+"""Settings: database URL schemes, defaults, and rejected values."""
+
+import pytest
+from pydantic import ValidationError
+
+from fastapi1.config import Settings
+
+
+class TestDatabaseUrl:
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "postgresql://user:secret@db.example:5433/notify",
+            "postgres://user:secret@db.example:5433/notify",
+            "postgresql+asyncpg://user:secret@db.example:5433/notify",
+        ],
+    )
+    def test_each_accepted_scheme_becomes_the_asyncpg_url(self, url: str) -> None:
+        settings = Settings(database_url=url)
+        assert settings.database_url == "postgresql+asyncpg://user:secret@db.example:5433/notify"
+
+    def test_the_read_url_is_normalised_the_same_way(self) -> None:
+        settings = Settings(database_url="postgres://a@h/db", database_read_url="postgres://b@replica/db")
+        assert settings.database_read_url == "postgresql+asyncpg://b@replica/db"
+
+    def test_a_unix_socket_url_keeps_its_host_query(self) -> None:
+        settings = Settings(database_url="postgresql://postgres:@/postgres?host=/tmp/pg")
+        assert settings.database_url == "postgresql+asyncpg://postgres:@/postgres?host=%2Ftmp%2Fpg"
+
+    @pytest.mark.parametrize("url", ["mysql://root@localhost/db", "sqlite:///notify.db", "postgresql+psycopg://a@h/db"])
+    def test_other_schemes_are_rejected(self, url: str) -> None:
+        with pytest.raises(ValidationError, match="unsupported database URL scheme"):
+            Settings(database_url=url)
+
+    def test_the_environment_variable_is_read(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DATABASE_URL", "postgres://env@h/db")
+        assert Settings().database_url == "postgresql+asyncpg://env@h/db"
+
+
+class TestDefaults:
+    def test_defaults_serve_locally_on_the_embedded_database(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("DATABASE_URL", "DATABASE_READ_URL", "HOST", "PORT", "WORKERS"):
+            monkeypatch.delenv(name, raising=False)
+        settings = Settings()
+        assert settings.database_url is None
+        assert settings.database_read_url is None
+        assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8000, 1)
+
+    @pytest.mark.parametrize(("name", "value"), [("WORKERS", "0"), ("PORT", "70000"), ("DB_POOL_SIZE", "0")])
+    def test_out_of_range_values_are_rejected(self, monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError):
+            Settings()

@@ -1,0 +1,129 @@
+"""The real server, started as scripts/run_app.sh starts it (python -m fastapi1.serve)."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import PROJECT_ROOT, throwaway_database
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RunningServer:
+    """A ``python -m fastapi1.serve`` process and what it printed."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = int(env["PORT"])
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.log_file = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fastapi1.serve"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_until_serving(self, timeout: float = 60.0) -> None:
+        """Poll the heartbeat until it answers, failing early if the process dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log()
+            try:
+                if httpx.get(f"{self.base_url}/status/heartbeat", timeout=1).status_code == 204:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        pytest.fail(f"server did not answer within {timeout}s:\n{self.log()}")
+
+    def stop(self) -> int:
+        """Send SIGTERM and wait for a clean exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self.log_file.close()
+
+    def log(self) -> str:
+        """Everything the server printed so far."""
+        if not self.log_file.closed:
+            self.log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def server_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a server on a free port, without the test run's DATABASE_URL."""
+    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "DATABASE_READ_URL"}}
+    env.update(HOST="127.0.0.1", PORT=str(free_port()), WORKERS="1", EMBEDDED_DATA_DIR=str(tmp_path / "postgres"))
+    return env
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[type[RunningServer]]:
+    """Start servers that are always stopped after the test."""
+    servers: list[RunningServer] = []
+
+    def start(env: dict[str, str], log_path: Path) -> RunningServer:
+        server = RunningServer(env, log_path)
+        servers.append(server)
+        return server
+
+    yield start  # type: ignore[misc]
+    for server in servers:
+        server.stop()
+
+
+def postmasters_of(data_dir: Path) -> list[psutil.Process]:
+    """Running PostgreSQL server processes whose data directory is ``data_dir``."""
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["name"] == "postgres" and str(data_dir.resolve()) in cmdline:
+            found.append(process)
+    return found
+
+
+class TestServing:
+    def test_the_server_migrates_serves_logs_and_stops_on_sigterm(
+        self, admin_url: str, server_env: dict[str, str], start_server: type[RunningServer], tmp_path: Path
+    ) -> None:
+        with throwaway_database(admin_url, migrate=False) as url:
+            server = start_server({**server_env, "DATABASE_URL": url}, tmp_path / "server.log")
+            server.wait_until_serving()
+            assert httpx.get(f"{server.base_url}/status/ready").json() == {"database": "ok"}
+            assert server.stop() == 0
+        line = rf"GET http://127\.0\.0\.1:{server.port}/status/heartbeat 204 \d+\.\d{{6}}s"
+        assert re.search(line, server.log())
+
+    def test_two_workers_share_one_embedded_postgres_that_stops_with_the_service(
+        self, server_env: dict[str, str], start_server: type[RunningServer], tmp_path: Path
+    ) -> None:
+        data_dir = Path(server_env["EMBEDDED_DATA_DIR"])
+        server = start_server({**server_env, "WORKERS": "2"}, tmp_path / "server.log")
+        server.wait_until_serving(timeout=120)
+        assert httpx.get(f"{server.base_url}/status/ready").json() == {"database": "ok"}
+        workers = [child for child in psutil.Process(server.process.pid).children() if child.name() != "postgres"]
+        assert len(workers) == 2, server.log()
+        assert len(postmasters_of(data_dir)) == 1
+
+        assert server.stop() == 0, server.log()
+        assert postmasters_of(data_dir) == []
+        assert (data_dir / "PG_VERSION").exists()
