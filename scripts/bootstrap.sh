@@ -15,9 +15,9 @@ export POETRY_CACHE_DIR="${POETRY_CACHE_DIR:-$TOOLS_DIR/cache}"
 find_python() {
     # pgserver (the embedded PostgreSQL) ships wheels for CPython 3.11 and 3.12.
     local candidate
-    for candidate in "${PYTHON:-}" python3.12 python3.11 python3; do
+    for candidate in "${PYTHON:-}" python3 python3.12 python3.11; do
         if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 12)))'; then
+            "$candidate" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 12)))' 2>/dev/null; then
             command -v "$candidate"
             return 0
         fi
