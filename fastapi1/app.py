@@ -10,6 +10,8 @@ from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
 from fastapi1.errors import install_error_handlers
 from fastapi1.logging import RequestLogMiddleware
+from fastapi1.notifications.views import router as notifications_router
+from fastapi1.services.views import router as services_router
 from fastapi1.status.views import router as status_router
 
 
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestLogMiddleware)
     install_error_handlers(app)
     app.include_router(status_router)
+    app.include_router(notifications_router)
+    app.include_router(services_router)
     return app
 
 

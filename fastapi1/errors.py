@@ -51,6 +51,22 @@ class ProcessingError(AppError):
     status_code = 400
 
 
+class Unprocessable(AppError):
+    """The request is well-formed but its content cannot be accepted (422, FastAPI's shape)."""
+
+    status_code = 422
+
+    def __init__(self, message: str, loc: tuple[str | int, ...]) -> None:
+        """Keep the message and where in the request the problem is.
+
+        Args:
+            message: Human-readable problem.
+            loc: Location in the request, as FastAPI's validation errors give it.
+        """
+        super().__init__(message)
+        self.loc = loc
+
+
 class ServiceUnavailable(AppError):
     """A dependency (the database, the broker) does not answer."""
 
@@ -90,6 +106,9 @@ async def handle_app_error(request: Request, error: Exception) -> OrjsonResponse
         The JSON error response.
     """
     assert isinstance(error, AppError)
+    if isinstance(error, Unprocessable):
+        detail = [{"type": "value_error", "loc": list(error.loc), "msg": error.message}]
+        return OrjsonResponse({"detail": detail}, status_code=error.status_code)
     if isinstance(error, ServiceUnavailable):
         logger.warning("%s %s: %s", request.method, request.url.path, error.message, exc_info=error.__cause__)
     return OrjsonResponse({"detail": error.message}, status_code=error.status_code)

@@ -1,1 +1,6 @@
 """ORM tables, one module per aggregate; importing this package registers them all."""
+
+from fastapi1.models.notifications import Notification, NotificationPersonalization
+from fastapi1.models.services import Service, Template
+
+__all__ = ["Notification", "NotificationPersonalization", "Service", "Template"]

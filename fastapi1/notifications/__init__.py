@@ -1,0 +1,1 @@
+"""Notifications: create one or many, read one, list newest first."""

@@ -1,0 +1,1 @@
+"""Services and the templates they own."""

@@ -1,0 +1,94 @@
+"""Routes under ``/services/v1``: services and their templates."""
+
+import uuid
+
+from fastapi import APIRouter
+
+from fastapi1.db.session import ReadSession, WriteSession
+from fastapi1.errors import Conflict, NotFound, responses
+from fastapi1.services import controller
+from fastapi1.services.schemas import Service, ServiceCreate, Template, TemplateCreate
+
+router = APIRouter(prefix="/services/v1", tags=["services"])
+
+
+@router.post("/", status_code=201, summary="Create a service", responses=responses(Conflict))
+async def create_service(new: ServiceCreate, session: WriteSession) -> Service:
+    """Create a service; its name must be unique (409 otherwise).
+
+    \f
+    Args:
+        new: The requested service.
+        session: The write session.
+
+    Returns:
+        The stored service.
+    """
+    return Service.model_validate(await controller.create_service(session, new))
+
+
+@router.get("/{service_id}", summary="Get a service", responses=responses(NotFound))
+async def get_service(service_id: uuid.UUID, session: ReadSession) -> Service:
+    """Return one service, or 404.
+
+    \f
+    Args:
+        service_id: The service's id.
+        session: A read session.
+
+    Returns:
+        The service.
+    """
+    return Service.model_validate(await controller.get_service(session, service_id))
+
+
+@router.post(
+    "/{service_id}/templates",
+    status_code=201,
+    summary="Create a template in a service",
+    responses=responses(NotFound, Conflict),
+)
+async def create_template(service_id: uuid.UUID, new: TemplateCreate, session: WriteSession) -> Template:
+    """Create a template; the name must be unique within the service (409), the service must exist (404).
+
+    \f
+    Args:
+        service_id: The owning service.
+        new: The requested template.
+        session: The write session.
+
+    Returns:
+        The stored template with its placeholders.
+    """
+    return Template.model_validate(await controller.create_template(session, service_id, new))
+
+
+@router.get("/{service_id}/templates", summary="List a service's templates", responses=responses(NotFound))
+async def list_templates(service_id: uuid.UUID, session: ReadSession) -> list[Template]:
+    """Return the service's templates sorted by name, or 404 when the service does not exist.
+
+    \f
+    Args:
+        service_id: The service's id.
+        session: A read session.
+
+    Returns:
+        The templates.
+    """
+    return [Template.model_validate(template) for template in await controller.list_templates(session, service_id)]
+
+
+@router.get("/{service_id}/templates/{template_id}", summary="Get a template", responses=responses(NotFound))
+async def get_template(service_id: uuid.UUID, template_id: uuid.UUID, session: ReadSession) -> Template:
+    """Return one template of the service, or 404.
+
+    \f
+    Args:
+        service_id: The owning service.
+        template_id: The template's id.
+        session: A read session.
+
+    Returns:
+        The template.
+    """
+    return Template.model_validate(await controller.get_template(session, service_id, template_id))

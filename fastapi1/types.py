@@ -1,0 +1,32 @@
+"""Constrained types shared by the request and response schemas."""
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, PlainSerializer
+
+
+def reject_nul(value: str) -> str:
+    """Refuse NUL characters, which PostgreSQL text cannot store.
+
+    Args:
+        value: The string to check.
+
+    Returns:
+        The string unchanged.
+
+    Raises:
+        ValueError: When the string contains ``\\x00``.
+    """
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (\\u0000) characters")
+    return value
+
+
+NoNul = AfterValidator(reject_nul)
+
+# ISO 8601 with a numeric UTC offset and microseconds, e.g. 2026-11-22T23:06:52.123456+00:00
+# (pydantic's default writes "Z" and drops zero microseconds).
+Timestamp = Annotated[
+    datetime, PlainSerializer(lambda value: value.isoformat(timespec="microseconds"), return_type=str, when_used="json")
+]
