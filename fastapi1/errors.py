@@ -1,11 +1,14 @@
 """Application errors that carry their HTTP status, and the handlers that render them."""
 
+import json
 import logging
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
+from starlette.responses import Response
 
 from fastapi1.responses import OrjsonResponse
 
@@ -114,6 +117,25 @@ async def handle_app_error(request: Request, error: Exception) -> OrjsonResponse
     return OrjsonResponse({"detail": error.message}, status_code=error.status_code)
 
 
+async def handle_request_validation(request: Request, error: Exception) -> Response:
+    """Render a 422 in FastAPI's ``{"detail": [...]}`` shape without echoing the input back.
+
+    FastAPI's own handler repeats each bad ``input``, which for a rejected 1,000-item list
+    sends the whole list back. ASCII-escaped JSON keeps any character a client sent (even
+    a lone surrogate in a key) renderable.
+
+    Args:
+        request: The rejected request.
+        error: The RequestValidationError.
+
+    Returns:
+        The 422 response.
+    """
+    assert isinstance(error, RequestValidationError)
+    detail = [{"type": item["type"], "loc": item["loc"], "msg": item["msg"]} for item in error.errors()]
+    return Response(json.dumps({"detail": detail}), status_code=422, media_type="application/json")
+
+
 async def handle_database_unavailable(request: Request, error: Exception) -> OrjsonResponse:
     """Turn a lost or refused database connection into a 503 without a stack trace in the body.
 
@@ -149,6 +171,7 @@ def install_error_handlers(app: FastAPI) -> None:
         app: The application.
     """
     app.add_exception_handler(AppError, handle_app_error)
+    app.add_exception_handler(RequestValidationError, handle_request_validation)
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, handle_database_unavailable)
     app.add_exception_handler(Exception, handle_unexpected)

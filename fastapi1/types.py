@@ -7,7 +7,7 @@ from pydantic import AfterValidator, PlainSerializer
 
 
 def reject_nul(value: str) -> str:
-    """Refuse NUL characters, which PostgreSQL text cannot store.
+    """Refuse NUL characters, which PostgreSQL text cannot store (JSON may carry ``"\\u0000"``).
 
     Args:
         value: The string to check.
@@ -16,7 +16,7 @@ def reject_nul(value: str) -> str:
         The string unchanged.
 
     Raises:
-        ValueError: When the string contains ``\\x00``.
+        ValueError: When the string contains NUL.
     """
     if "\x00" in value:
         raise ValueError("must not contain NUL (\\u0000) characters")
