@@ -1,0 +1,61 @@
+"""The write-session dependency: commit before the response, roll back on error."""
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import func, select
+
+from fastapi1.app import create_app
+from fastapi1.config import Settings
+from fastapi1.db.engine import Database
+from fastapi1.db.session import WriteSession
+from fastapi1.errors import NotFound
+from fastapi1.models import Service
+from fastapi1.services import dao
+from tests.conftest import throwaway_database
+
+
+@pytest.fixture(scope="module")
+def own_database(admin_url: str) -> Iterator[str]:
+    """A database of this module's own: these tests commit for real."""
+    with throwaway_database(admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+async def app_with_writers(settings: Settings, own_database: str) -> AsyncIterator[FastAPI]:
+    app = create_app(settings.model_copy(update={"database_url": own_database}))
+
+    @app.post("/write-then-fail/{name}")
+    async def write_then_fail(name: str, session: WriteSession) -> None:
+        await dao.insert_service(session, name, datetime.now(UTC))
+        raise NotFound("gone")
+
+    @app.post("/write/{name}", status_code=201)
+    async def write(name: str, session: WriteSession) -> None:
+        await dao.insert_service(session, name, datetime.now(UTC))
+
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def stored_services(app: FastAPI, name: str) -> int:
+    database: Database = app.state.database
+    async with database.write_engine.connect() as connection:
+        count = await connection.execute(select(func.count()).select_from(Service).where(Service.name == name))
+        return int(count.scalar_one())
+
+
+class TestWriteSession:
+    async def test_a_failed_request_leaves_the_database_as_it_was(self, app_with_writers: FastAPI) -> None:
+        async with AsyncClient(transport=ASGITransport(app=app_with_writers), base_url="http://t") as http:
+            assert (await http.post("/write-then-fail/rolled-back")).status_code == 404
+        assert await stored_services(app_with_writers, "rolled-back") == 0
+
+    async def test_a_successful_request_is_committed_before_the_response(self, app_with_writers: FastAPI) -> None:
+        async with AsyncClient(transport=ASGITransport(app=app_with_writers), base_url="http://t") as http:
+            assert (await http.post("/write/committed")).status_code == 201
+            assert await stored_services(app_with_writers, "committed") == 1
