@@ -1,11 +1,14 @@
 """The application factory: lifespan resources, routers and error handlers."""
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from fastapi1.config import Settings
+from fastapi1.additions.pool import ComputePool
+from fastapi1.additions.views import router as additions_router
+from fastapi1.config import LIMITS, Settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
 from fastapi1.errors import install_error_handlers
@@ -17,7 +20,9 @@ from fastapi1.status.views import router as status_router
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the database engines (and the embedded server if needed); close them in reverse.
+    """Open the database engines (and the embedded server if needed) and the process pool.
+
+    Everything is closed in reverse order when the application stops.
 
     Args:
         app: The application whose state receives the resources.
@@ -33,6 +38,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database.connect(write_url, settings.database_read_url, settings)
         stack.push_async_callback(database.dispose)
         app.state.database = database
+        pool = ComputePool(settings.compute_workers)
+        stack.push_async_callback(asyncio.to_thread, pool.shutdown)
+        await pool.warm_up()
+        app.state.compute_pool = pool
         yield
 
 
@@ -50,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Asynchronous notification service on FastAPI and PostgreSQL.",
         version="0.1.0",
         lifespan=lifespan,
+        max_body_size=LIMITS.max_body_bytes,
     )
     app.state.settings = settings or Settings()
     app.add_middleware(RequestLogMiddleware)
@@ -57,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(status_router)
     app.include_router(notifications_router)
     app.include_router(services_router)
+    app.include_router(additions_router)
     return app
 
 

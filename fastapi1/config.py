@@ -1,5 +1,6 @@
 """Typed settings: every knob of the service, read from the environment once."""
 
+import os
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -58,6 +59,28 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a pooled connection.")
     db_connect_timeout: float = Field(default=2.0, gt=0, description="Seconds to open a new connection.")
     ready_timeout: float = Field(default=1.5, gt=0, description="Seconds /status/ready waits for the database.")
+    compute_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, description="Processes of the addition pool."
+    )
+
+
+class Limits(BaseSettings):
+    """Size limits of request payloads, read once at start-up (``LIMIT_*`` variables).
+
+    They shape the request schemas, which are built when the modules are imported, so
+    they are a separate, import-time settings object rather than fields of Settings.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LIMIT_", case_sensitive=False, extra="ignore")
+
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body (else 413).")
+    notifications_per_request: int = Field(default=1_000, ge=1, description="Items of /notifications/v1/multiple.")
+    page_size_max: int = Field(default=250, ge=1, description="Largest `limit` of the notification list.")
+    add_pairs_max: int = Field(default=100_000, ge=1, description="Pairs in one /add payload.")
+    add_numbers_max: int = Field(default=100_000, ge=1, description="Numbers in one /add_numbers payload.")
+
+
+LIMITS = Limits()
 
 
 def get_settings(request: Request) -> Settings:

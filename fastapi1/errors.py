@@ -25,6 +25,8 @@ class AppError(Exception):
     """An error a client can act on; rendered as ``{"detail": message}``."""
 
     status_code: ClassVar[int] = 500
+    # Failures inside the service are logged with the traceback of their cause.
+    log_cause: ClassVar[bool] = False
 
     def __init__(self, message: str) -> None:
         """Keep the message shown to the client.
@@ -52,6 +54,7 @@ class ProcessingError(AppError):
     """Processing failed inside the service for reasons the client cannot fix by editing input."""
 
     status_code = 400
+    log_cause = True
 
 
 class Unprocessable(AppError):
@@ -74,6 +77,7 @@ class ServiceUnavailable(AppError):
     """A dependency (the database, the broker) does not answer."""
 
     status_code = 503
+    log_cause = True
 
 
 # What the driver and the pool raise when PostgreSQL is down or unreachable.
@@ -112,8 +116,8 @@ async def handle_app_error(request: Request, error: Exception) -> OrjsonResponse
     if isinstance(error, Unprocessable):
         detail = [{"type": "value_error", "loc": list(error.loc), "msg": error.message}]
         return OrjsonResponse({"detail": detail}, status_code=error.status_code)
-    if isinstance(error, ServiceUnavailable):
-        logger.warning("%s %s: %s", request.method, request.url.path, error.message, exc_info=error.__cause__)
+    if error.log_cause:
+        logger.error("%s %s: %s", request.method, request.url.path, error.message, exc_info=error.__cause__)
     return OrjsonResponse({"detail": error.message}, status_code=error.status_code)
 
 

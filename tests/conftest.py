@@ -77,6 +77,13 @@ def database_url(admin_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def own_database_url(admin_url: str) -> Iterator[str]:
+    """A migrated database for one test module whose requests commit for real (no outer transaction)."""
+    with throwaway_database(admin_url) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
     """Settings pointing at this run's database."""

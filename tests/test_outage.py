@@ -1,21 +1,11 @@
 """A database that goes away mid-service: a clear 503, then recovery without a restart."""
 
-from collections.abc import Iterator
-
 import pytest
 from httpx import ASGITransport, AsyncClient
 
 from fastapi1.app import create_app
 from fastapi1.config import Settings
-from tests.conftest import throwaway_database
 from tests.proxy import TcpProxy
-
-
-@pytest.fixture(scope="module")
-def own_database(admin_url: str) -> Iterator[str]:
-    """A database of this module's own: these requests commit for real."""
-    with throwaway_database(admin_url) as url:
-        yield url
 
 
 class TestDatabaseOutage:
@@ -28,9 +18,9 @@ class TestDatabaseOutage:
         ],
     )
     async def test_requests_get_503_while_the_database_is_gone_and_succeed_after(
-        self, settings: Settings, own_database: str, method: str, path: str, payload: object
+        self, settings: Settings, own_database_url: str, method: str, path: str, payload: object
     ) -> None:
-        async with TcpProxy.to_database(own_database) as proxy:
+        async with TcpProxy.to_database(own_database_url) as proxy:
             app = create_app(settings.model_copy(update={"database_url": proxy.url}))
             transport = ASGITransport(app=app)
             async with app.router.lifespan_context(app), AsyncClient(transport=transport, base_url="http://t") as http:

@@ -1,6 +1,7 @@
 """ORM tables, one module per aggregate; importing this package registers them all."""
 
+from fastapi1.models.additions import AddBatch, AddPair, AddSum
 from fastapi1.models.notifications import Notification, NotificationPersonalization
 from fastapi1.models.services import Service, Template
 
-__all__ = ["Notification", "NotificationPersonalization", "Service", "Template"]
+__all__ = ["AddBatch", "AddPair", "AddSum", "Notification", "NotificationPersonalization", "Service", "Template"]

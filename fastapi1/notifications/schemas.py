@@ -5,6 +5,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from fastapi1.config import LIMITS
 from fastapi1.models.notifications import (
     PERSONALIZATION_KEY_MAX,
     PERSONALIZATION_VALUE_MAX,
@@ -13,9 +14,9 @@ from fastapi1.models.notifications import (
 from fastapi1.types import NoNul, Timestamp
 
 PERSONALIZATION_KEYS_MAX = 100
-MULTIPLE_MAX = 1_000
-PAGE_LIMIT_MAX = 250
-PAGE_LIMIT_DEFAULT = 50
+MULTIPLE_MAX = LIMITS.notifications_per_request
+PAGE_LIMIT_MAX = LIMITS.page_size_max
+PAGE_LIMIT_DEFAULT = min(50, PAGE_LIMIT_MAX)
 
 NotificationStatus = Literal["created", "sending", "delivered", "failed"]
 Recipient = Annotated[str, StringConstraints(min_length=1, max_length=RECIPIENT_MAX), NoNul]

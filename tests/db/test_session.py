@@ -1,6 +1,6 @@
 """The write-session dependency: commit before the response, roll back on error."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -15,19 +15,11 @@ from fastapi1.db.session import WriteSession
 from fastapi1.errors import NotFound
 from fastapi1.models import Service
 from fastapi1.services import dao
-from tests.conftest import throwaway_database
-
-
-@pytest.fixture(scope="module")
-def own_database(admin_url: str) -> Iterator[str]:
-    """A database of this module's own: these tests commit for real."""
-    with throwaway_database(admin_url) as url:
-        yield url
 
 
 @pytest.fixture
-async def app_with_writers(settings: Settings, own_database: str) -> AsyncIterator[FastAPI]:
-    app = create_app(settings.model_copy(update={"database_url": own_database}))
+async def app_with_writers(settings: Settings, own_database_url: str) -> AsyncIterator[FastAPI]:
+    app = create_app(settings.model_copy(update={"database_url": own_database_url}))
 
     @app.post("/write-then-fail/{name}")
     async def write_then_fail(name: str, session: WriteSession) -> None:

@@ -1,0 +1,1 @@
+"""Batch integer addition, computed on a process pool and stored idempotently."""

@@ -1,0 +1,111 @@
+"""The process pool that does the additions, rebuilt when a worker dies."""
+
+import asyncio
+import logging
+import math
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+from fastapi1.additions import compute
+from fastapi1.errors import ProcessingError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Below this many items a chunk is not worth a trip to another process on its own.
+MIN_CHUNK = 2_000
+CHUNKS_PER_WORKER = 2
+
+
+class ComputePool:
+    """A ProcessPoolExecutor reached with ``run_in_executor``, split work, and self-repair.
+
+    Workers are started with ``forkserver``: forking the serving process itself (threads,
+    an event loop, open sockets) is unsafe, and ``spawn`` would re-import the world.
+    """
+
+    def __init__(self, workers: int) -> None:
+        """Create the executor; its processes start on first use (see :meth:`warm_up`).
+
+        Args:
+            workers: Number of worker processes.
+        """
+        self.workers = workers
+        self.executor = self.new_executor()
+
+    def new_executor(self) -> ProcessPoolExecutor:
+        """Build a fresh executor.
+
+        Returns:
+            The executor.
+        """
+        context = multiprocessing.get_context("forkserver")
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+
+    async def warm_up(self) -> None:
+        """Start every worker now, so the first request does not pay for process start-up."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self.executor, compute.warm_up) for _ in range(self.workers)))
+
+    def chunk_bounds(self, size: int) -> list[tuple[int, int]]:
+        """Cut ``size`` items into a few chunks per worker, none smaller than MIN_CHUNK.
+
+        Args:
+            size: Number of items.
+
+        Returns:
+            ``(start, stop)`` of each chunk, covering ``range(size)`` in order.
+        """
+        chunks = max(1, min(self.workers * CHUNKS_PER_WORKER, math.ceil(size / MIN_CHUNK)))
+        step = math.ceil(size / chunks)
+        return [(start, min(start + step, size)) for start in range(0, size, step)]
+
+    async def map_chunks(self, function: Callable[..., R], *columns: Sequence[T]) -> tuple[list[R], int, float]:
+        """Run ``function`` on chunks of the columns in the pool, concurrently.
+
+        Args:
+            function: A picklable function taking one slice of each column.
+            columns: Equally long sequences, sliced together.
+
+        Returns:
+            The results per chunk in order, the number of chunks, and seconds spent waiting on the pool.
+
+        Raises:
+            ProcessingError: When a worker died or the pool broke; the pool is rebuilt first.
+        """
+        loop = asyncio.get_running_loop()
+        executor = self.executor
+        bounds = self.chunk_bounds(len(columns[0]))
+        started = time.perf_counter()
+        try:
+            results = await asyncio.gather(
+                *(
+                    loop.run_in_executor(executor, function, *(column[start:stop] for column in columns))
+                    for start, stop in bounds
+                )
+            )
+        except BrokenProcessPool as error:
+            self.replace_broken(executor)
+            raise ProcessingError("Processing failed: a worker process died; the request can be retried") from error
+        return list(results), len(bounds), time.perf_counter() - started
+
+    def replace_broken(self, broken: ProcessPoolExecutor) -> None:
+        """Swap in a new executor unless a concurrent request already did.
+
+        Args:
+            broken: The executor that failed.
+        """
+        if self.executor is broken:
+            logger.error("Process pool broken (a worker died); starting a new one")
+            self.executor = self.new_executor()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        """Stop the workers, cancelling queued work."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
