@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     log_config: Path = Field(default=Path("log.ini"), description="logging.config.fileConfig file.")
 
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per engine and worker.")
-    db_max_overflow: int = Field(default=10, ge=0, description="Extra connections allowed under load.")
+    db_max_overflow: int = Field(
+        default=0, ge=0, description="Extra connections under load; each is closed on return, so churn."
+    )
     db_pool_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a pooled connection.")
     db_connect_timeout: float = Field(default=2.0, gt=0, description="Seconds to open a new connection.")
     ready_timeout: float = Field(default=1.5, gt=0, description="Seconds /status/ready waits for the database.")

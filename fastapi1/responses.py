@@ -1,9 +1,27 @@
 """JSON response rendered with orjson, for handlers that return plain data rather than models."""
 
+import uuid
 from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse
+
+
+def uuid_text(value: object) -> str:
+    """Render the UUID types orjson does not know natively (asyncpg returns its own, faster one).
+
+    Args:
+        value: What orjson could not serialise.
+
+    Returns:
+        The UUID's canonical text.
+
+    Raises:
+        TypeError: For anything that is not a UUID.
+    """
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class OrjsonResponse(JSONResponse):
@@ -18,4 +36,4 @@ class OrjsonResponse(JSONResponse):
         Returns:
             The UTF-8 JSON body.
         """
-        return orjson.dumps(content)
+        return orjson.dumps(content, default=uuid_text)

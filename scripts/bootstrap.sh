@@ -55,7 +55,7 @@ install_project() {
         rm -rf "$ROOT/.venv"
     fi
     [ -x "$ROOT/.venv/bin/python" ] || "$PYTHON_BIN" -m venv "$ROOT/.venv"
-    poetry sync --with test,static_tools
+    poetry sync --with test,static_tools,bench
     echo "$want" > "$stamp"
 }
 

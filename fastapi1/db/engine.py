@@ -53,11 +53,14 @@ class Database:
         """
         write_engine = create_engine(write_url, settings)
         read_engine = create_engine(read_url, settings) if read_url else write_engine
+        # Reads run in autocommit: each SELECT is its own snapshot, and the BEGIN and
+        # ROLLBACK round trips around it disappear (a GET is then one round trip).
+        autocommit_reads = read_engine.execution_options(isolation_level="AUTOCOMMIT")
         return cls(
             write_engine=write_engine,
             read_engine=read_engine,
             write_sessions=async_sessionmaker(write_engine, expire_on_commit=False),
-            read_sessions=async_sessionmaker(read_engine, expire_on_commit=False),
+            read_sessions=async_sessionmaker(autocommit_reads, expire_on_commit=False),
         )
 
     async def ping(self) -> None:

@@ -1,5 +1,6 @@
 """Notification logic: templates, personalization, pagination."""
 
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.errors import NotFound, Unprocessable
 from fastapi1.notifications import dao
-from fastapi1.notifications.schemas import Notification, NotificationCreate, NotificationPage, NotificationStatus
+from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord, NotificationStatus
 from fastapi1.services import dao as services_dao
 from fastapi1.services import templating
 
@@ -65,9 +66,34 @@ def render_bodies(
     return bodies
 
 
+def new_ids(count: int) -> list[uuid.UUID]:
+    """Random (version 4) UUIDs from a single read of the system's random source.
+
+    Args:
+        count: How many.
+
+    Returns:
+        The ids.
+    """
+    random = os.urandom(16 * count)
+    return [uuid.UUID(bytes=random[start : start + 16], version=4) for start in range(0, 16 * count, 16)]
+
+
+def timestamp(moment: datetime) -> str:
+    """ISO 8601 with microseconds and a numeric offset, as every response writes timestamps.
+
+    Args:
+        moment: An aware datetime.
+
+    Returns:
+        The text.
+    """
+    return moment.isoformat(timespec="microseconds")
+
+
 async def create_notifications(
     session: AsyncSession, items: Sequence[NotificationCreate], in_list: bool = True
-) -> list[Notification]:
+) -> list[NotificationRecord]:
     """Create notifications, all or none, in a constant number of statements.
 
     Args:
@@ -80,36 +106,36 @@ async def create_notifications(
     """
     bodies = render_bodies(items, await load_template_contents(session, items), in_list)
     now = datetime.now(UTC)
-    rows = dao.NewNotifications()
-    created = []
-    for item, body in zip(items, bodies, strict=True):
-        notification_id = uuid.uuid4()
+    stamp = timestamp(now)
+    rows = dao.NewNotifications(ids=new_ids(len(items)))
+    created: list[NotificationRecord] = []
+    for notification_id, item, body in zip(rows.ids, items, bodies, strict=True):
         personalization = item.personalization or {}
-        rows.ids.append(notification_id)
         rows.recipients.append(item.to)
         rows.template_ids.append(item.template_id)
-        rows.personalization_ids.extend([notification_id] * len(personalization))
-        rows.personalization_keys.extend(personalization)
-        rows.personalization_values.extend(personalization.values())
+        if personalization:
+            rows.personalization_ids.extend([notification_id] * len(personalization))
+            rows.personalization_keys.extend(personalization)
+            rows.personalization_values.extend(personalization.values())
         created.append(
-            Notification(
-                id=notification_id,
-                to=item.to,
-                personalization=personalization,
-                template_id=item.template_id,
-                status=INITIAL_STATUS,
-                body=body,
-                created_at=now,
-                updated_at=now,
-                sent_at=None,
-            )
+            {
+                "id": notification_id,
+                "to": item.to,
+                "personalization": personalization,
+                "template_id": item.template_id,
+                "status": INITIAL_STATUS,
+                "body": body,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "sent_at": None,
+            }
         )
     await dao.insert_notifications(session, rows, INITIAL_STATUS, now)
     return created
 
 
-def to_notification(row: Row[tuple[object, ...]]) -> Notification:
-    """Build the response model from a row of :func:`dao.select_notifications`.
+def to_notification(row: Row[tuple[object, ...]]) -> NotificationRecord:
+    """Build a notification from a row of :func:`dao.select_notifications`.
 
     Args:
         row: The row.
@@ -118,20 +144,23 @@ def to_notification(row: Row[tuple[object, ...]]) -> Notification:
         The notification, body rendered from its template.
     """
     values = row._mapping
-    personalization = dict(
-        zip(values["personalization_keys"] or (), values["personalization_values"] or (), strict=True)
-    )
-    content = values["content"]
-    return Notification.model_validate(
-        {
-            **values,
-            "personalization": personalization,
-            "body": None if content is None else templating.render(str(content), personalization),
-        }
-    )
+    keys, texts = values["personalization_keys"], values["personalization_values"]
+    personalization = dict(zip(keys, texts, strict=True)) if keys else {}
+    content, sent_at = values["content"], values["sent_at"]
+    return {
+        "id": values["id"],
+        "to": values["to"],
+        "personalization": personalization,
+        "template_id": values["template_id"],
+        "status": values["status"],
+        "body": None if content is None else templating.render(content, personalization),
+        "created_at": timestamp(values["created_at"]),
+        "updated_at": timestamp(values["updated_at"]),
+        "sent_at": None if sent_at is None else timestamp(sent_at),
+    }
 
 
-async def get_notification(session: AsyncSession, notification_id: uuid.UUID) -> Notification:
+async def get_notification(session: AsyncSession, notification_id: uuid.UUID) -> NotificationRecord:
     """Load one notification.
 
     Args:
@@ -156,7 +185,7 @@ async def list_notifications(
     older_than: uuid.UUID | None,
     status: NotificationStatus | None,
     template_id: uuid.UUID | None,
-) -> NotificationPage:
+) -> dict[str, object]:
     """Load a page of notifications, newest first.
 
     Args:
@@ -167,7 +196,7 @@ async def list_notifications(
         template_id: Only this template, or any.
 
     Returns:
-        The page; ``next`` is set when more notifications follow.
+        The page (the shape of NotificationPage); ``next`` is set when more notifications follow.
 
     Raises:
         NotFound: When ``older_than`` names no notification.
@@ -180,4 +209,4 @@ async def list_notifications(
     rows = await dao.list_notifications(session, limit + 1, position, status, template_id)
     page = [to_notification(row) for row in rows[:limit]]
     has_more = len(rows) > limit
-    return NotificationPage(notifications=page, next=page[-1].id if has_more else None)
+    return {"notifications": page, "next": page[-1]["id"] if has_more else None}

@@ -1,28 +1,48 @@
 """All SQL for notifications and their personalization.
 
-Writes are one statement per table whatever the number of rows: the rows travel as one
+A write is one statement whatever the number of rows: the rows travel as one
 array per column and PostgreSQL's ``unnest`` turns them back into rows, so 1,000
 notifications cost the same number of round trips as one (and stay far below the
 32,767 bind parameters a single statement may carry).
+
+The statements are built once, at import, with named parameters: SQLAlchemy then computes
+each statement's cache key once instead of on every request, and asyncpg reuses its
+prepared statement. They run on the session's connection (Core), not through the ORM.
 """
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Select, String, Uuid, bindparam, func, literal, select, true, tuple_
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    Row,
+    Select,
+    String,
+    Table,
+    TableValuedAlias,
+    Uuid,
+    bindparam,
+    func,
+    insert,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeEngine
 
 from fastapi1.models.notifications import Notification, NotificationPersonalization
 from fastapi1.models.services import Template
 
-notifications = Notification.__table__
-personalizations = NotificationPersonalization.__table__
-templates = Template.__table__
+notifications = cast(Table, Notification.__table__)
+personalizations = cast(Table, NotificationPersonalization.__table__)
+templates = cast(Table, Template.__table__)
 
 
 @dataclass(slots=True)
@@ -37,21 +57,47 @@ class NewNotifications:
     personalization_values: list[str] = field(default_factory=list)
 
 
-def array_param(values: Sequence[object], item_type: TypeEngine[Any]) -> ColumnElement[Any]:
-    """Bind a Python list as one typed PostgreSQL array parameter.
+def unnest(name: str, **columns: TypeEngine[Any]) -> TableValuedAlias:
+    """Rows from parallel array parameters: ``unnest(:a, :b) AS name(a, b)``.
 
     Args:
-        values: The column's values.
-        item_type: SQL type of one element.
+        name: Alias of the derived table.
+        columns: Column (and parameter) name to the SQL type of one element.
 
     Returns:
-        The bound parameter.
+        The derived table; bind each column's values as a list under the column's name.
     """
-    return bindparam(None, values, type_=ARRAY(item_type))
+    arrays = (bindparam(column, type_=ARRAY(item_type)) for column, item_type in columns.items())
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
+
+
+_new_notifications = unnest("new_notifications", ids=Uuid(), recipients=String(), template_ids=Uuid())
+_insert_notifications = insert(notifications).from_select(
+    ["id", "to", "template_id", "status", "created_at", "updated_at"],
+    select(
+        _new_notifications.c.ids,
+        _new_notifications.c.recipients,
+        _new_notifications.c.template_ids,
+        bindparam("status", type_=String()),
+        bindparam("now", type_=DateTime(timezone=True)),
+        bindparam("now", type_=DateTime(timezone=True)),
+    ),
+)
+# Both tables in one statement (one round trip): the notifications in a data-modifying CTE,
+# their personalization in the main INSERT. The foreign key is checked at the end of the
+# statement, when the CTE's rows exist.
+INSERT_NOTIFICATIONS = (
+    insert(personalizations)
+    .from_select(
+        ["notification_id", "key", "value"],
+        select(unnest("new_personalizations", notification_ids=Uuid(), keys=String(), values=String())),
+    )
+    .add_cte(_insert_notifications.cte("inserted_notifications"))
+)
 
 
 async def insert_notifications(session: AsyncSession, rows: NewNotifications, status: str, now: datetime) -> None:
-    """Insert the notifications and their personalization: two statements at most.
+    """Insert the notifications and their personalization in one statement.
 
     Args:
         session: The write session.
@@ -59,34 +105,19 @@ async def insert_notifications(session: AsyncSession, rows: NewNotifications, st
         status: Initial status of every notification.
         now: Creation (and update) time of every notification.
     """
-    source = (
-        func.unnest(
-            array_param(rows.ids, Uuid()),
-            array_param(rows.recipients, String()),
-            array_param(rows.template_ids, Uuid()),
-        )
-        .table_valued("id", "to", "template_id")
-        .render_derived(name="new_notifications")
-    )
-    await session.execute(
-        insert(Notification).from_select(
-            ["id", "to", "template_id", "status", "created_at", "updated_at"],
-            select(source.c.id, source.c.to, source.c.template_id, literal(status), literal(now), literal(now)),
-        )
-    )
-    if not rows.personalization_ids:
-        return
-    values = (
-        func.unnest(
-            array_param(rows.personalization_ids, Uuid()),
-            array_param(rows.personalization_keys, String()),
-            array_param(rows.personalization_values, String()),
-        )
-        .table_valued("notification_id", "key", "value")
-        .render_derived(name="new_personalizations")
-    )
-    await session.execute(
-        insert(NotificationPersonalization).from_select(["notification_id", "key", "value"], select(values))
+    connection = await session.connection()
+    await connection.execute(
+        INSERT_NOTIFICATIONS,
+        {
+            "ids": rows.ids,
+            "recipients": rows.recipients,
+            "template_ids": rows.template_ids,
+            "status": status,
+            "now": now,
+            "notification_ids": rows.personalization_ids,
+            "keys": rows.personalization_keys,
+            "values": rows.personalization_values,
+        },
     )
 
 
@@ -118,6 +149,36 @@ def select_notifications() -> Select[tuple[object, ...]]:
     )
 
 
+GET_NOTIFICATION = select_notifications().where(notifications.c.id == bindparam("notification_id", type_=Uuid()))
+GET_POSITION = select(notifications.c.created_at, notifications.c.id).where(
+    notifications.c.id == bindparam("notification_id", type_=Uuid())
+)
+
+
+@functools.cache
+def list_statement(after: bool, by_status: bool, by_template: bool) -> Select[tuple[object, ...]]:
+    """The page query for one combination of cursor and filters, built once per combination.
+
+    Args:
+        after: Whether the page starts after a ``(created_at, id)`` position.
+        by_status: Whether to filter by status.
+        by_template: Whether to filter by template.
+
+    Returns:
+        The statement; parameters ``limit`` and, as used, ``created_at``, ``id``, ``status``, ``template_id``.
+    """
+    statement = select_notifications()
+    if after:
+        position = tuple_(bindparam("created_at", type_=DateTime(timezone=True)), bindparam("id", type_=Uuid()))
+        statement = statement.where(tuple_(notifications.c.created_at, notifications.c.id) < position)
+    if by_status:
+        statement = statement.where(notifications.c.status == bindparam("status", type_=String()))
+    if by_template:
+        statement = statement.where(notifications.c.template_id == bindparam("template_id", type_=Uuid()))
+    order = (notifications.c.created_at.desc(), notifications.c.id.desc())
+    return statement.order_by(*order).limit(bindparam("limit", type_=Integer()))
+
+
 async def get_notification(session: AsyncSession, notification_id: uuid.UUID) -> Row[tuple[object, ...]] | None:
     """Load one notification.
 
@@ -128,8 +189,8 @@ async def get_notification(session: AsyncSession, notification_id: uuid.UUID) ->
     Returns:
         The row of :func:`select_notifications`, or None.
     """
-    statement = select_notifications().where(notifications.c.id == notification_id)
-    return (await session.execute(statement)).one_or_none()
+    connection = await session.connection()
+    return (await connection.execute(GET_NOTIFICATION, {"notification_id": notification_id})).one_or_none()
 
 
 async def get_position(session: AsyncSession, notification_id: uuid.UUID) -> tuple[datetime, uuid.UUID] | None:
@@ -142,8 +203,8 @@ async def get_position(session: AsyncSession, notification_id: uuid.UUID) -> tup
     Returns:
         ``(created_at, id)``, or None when there is no such notification.
     """
-    statement = select(notifications.c.created_at, notifications.c.id).where(notifications.c.id == notification_id)
-    row = (await session.execute(statement)).one_or_none()
+    connection = await session.connection()
+    row = (await connection.execute(GET_POSITION, {"notification_id": notification_id})).one_or_none()
     return None if row is None else (row.created_at, row.id)
 
 
@@ -166,12 +227,9 @@ async def list_notifications(
     Returns:
         Rows of :func:`select_notifications`.
     """
-    statement = select_notifications()
+    statement = list_statement(older_than is not None, status is not None, template_id is not None)
+    parameters: dict[str, object] = {"limit": limit, "status": status, "template_id": template_id}
     if older_than is not None:
-        statement = statement.where(tuple_(notifications.c.created_at, notifications.c.id) < tuple_(*older_than))
-    if status is not None:
-        statement = statement.where(notifications.c.status == status)
-    if template_id is not None:
-        statement = statement.where(notifications.c.template_id == template_id)
-    statement = statement.order_by(notifications.c.created_at.desc(), notifications.c.id.desc()).limit(limit)
-    return (await session.execute(statement)).all()
+        parameters["created_at"], parameters["id"] = older_than
+    connection = await session.connection()
+    return (await connection.execute(statement, parameters)).all()

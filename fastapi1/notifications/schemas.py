@@ -1,7 +1,7 @@
 """Request and response bodies of the notification routes."""
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -55,6 +55,24 @@ class Notification(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     sent_at: Timestamp | None
+
+
+class NotificationRecord(TypedDict):
+    """A notification as the routes send it: the fields of :class:`Notification`, timestamps as text.
+
+    The hot paths build these plain dicts and serialise them with orjson; ``Notification``
+    documents the same shape in OpenAPI, and the tests validate responses against it.
+    """
+
+    id: uuid.UUID
+    to: str
+    personalization: dict[str, str]
+    template_id: uuid.UUID | None
+    status: str
+    body: str | None
+    created_at: str
+    updated_at: str
+    sent_at: str | None
 
 
 class NotificationPage(BaseModel):

@@ -8,7 +8,7 @@ from httpx import AsyncClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastapi1.notifications.schemas import PAGE_LIMIT_DEFAULT
+from fastapi1.notifications.schemas import PAGE_LIMIT_DEFAULT, Notification, NotificationPage
 
 LIST = "/notifications/v1/"
 
@@ -114,3 +114,17 @@ class TestPersonalizationRoundTrip:
         assert created.json()["personalization"] == personalization
         stored = await client.get(f"{LIST}{created.json()['id']}")
         assert stored.json()["personalization"] == personalization
+
+
+class TestDocumentedShape:
+    async def test_every_route_answers_exactly_the_documented_models(
+        self, client: AsyncClient, template: dict[str, Any]
+    ) -> None:
+        templated = {"to": "t", "template_id": template["id"], "personalization": {"band": "Korn", "name": "A"}}
+        single = (await client.post("/notifications/v1/", json=templated)).json()
+        many = (await client.post("/notifications/v1/multiple", json=[{"to": "x"}, templated])).json()
+        fetched = (await client.get(f"{LIST}{single['id']}")).json()
+        page = (await client.get(LIST, params={"limit": 2})).json()
+        for notification in [single, *many, fetched]:
+            assert Notification.model_validate(notification).model_dump(mode="json") == notification
+        assert NotificationPage.model_validate(page).model_dump(mode="json") == page

@@ -1,0 +1,538 @@
+"""fastapi1 throughput benchmark (run through scripts/run_bench.sh).
+
+Starts the service on a fresh database, drives each scenario with wrk (or locust's
+FastHttpUser when wrk is missing) at several connection counts, checks the stored rows
+against the acknowledged notifications, measures two ceilings in the same run (a direct
+asyncpg bulk insert over 4 connections, and heartbeat requests/s), and writes the results
+as JSON and a PNG chart under bench-results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fastapi1.config import to_async_url  # noqa: E402
+from fastapi1.db.embedded import embedded_postgres  # noqa: E402
+from fastapi1.db.migrate import upgrade_to_head  # noqa: E402
+
+RESULTS_DIR = ROOT / "bench-results"
+BANDS = ("Incubus", "Korn", "Soundgarden", "Deftones", "Tool")
+
+# wrk script: one fixed request, status counts gathered from every thread at the end.
+WRK_LUA = """
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+function init(args)
+  statuses = {}
+  ids = {}
+  for line in io.lines(os.getenv("BENCH_IDS") or "/dev/null") do table.insert(ids, line) end
+  run = os.getenv("BENCH_RUN") or "run"
+  counter = 0
+end
+function request()
+  counter = counter + 1
+  if #ids > 0 then
+    return wrk.format(nil, wrk.path .. ids[(counter % #ids) + 1])
+  end
+  if template then
+    local unique = run .. "-" .. tid .. "-" .. counter
+    return wrk.format(nil, nil, nil, (string.gsub(template, "{unique}", unique)))
+  end
+  return wrk.format()
+end
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  local total = {}
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      total[tostring(status)] = (total[tostring(status)] or 0) + count
+    end
+  end
+  local parts = {}
+  for status, count in pairs(total) do table.insert(parts, string.format('"%s": %d', status, count)) end
+  io.write("STATUSES {" .. table.concat(parts, ", ") .. "}\\n")
+end
+"""
+
+
+@dataclass
+class Scenario:
+    """One kind of request to drive."""
+
+    name: str
+    method: str
+    path: str
+    body: Any = None
+    items: int = 0  # notifications stored per successful request
+    ok_status: int = 200
+    ids_file: str | None = None
+
+
+@dataclass
+class Result:
+    """What one scenario at one connection count measured."""
+
+    scenario: str
+    connections: int
+    seconds: float
+    requests_per_second: float
+    notifications_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    acknowledged: int = 0
+    stored: int | None = None
+    tool: str = "wrk"
+
+
+@dataclass
+class Report:
+    """The whole run."""
+
+    started_at: str
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    results: list[Result] = field(default_factory=list)
+    ceilings: dict[str, float] = field(default_factory=dict)
+    large_add: dict[str, float] = field(default_factory=dict)
+
+
+def notification_items(count: int) -> list[dict[str, Any]]:
+    """The original locust payload: short ``to``, one personalization key, a quarter without."""
+    items: list[dict[str, Any]] = []
+    for index in range(count):
+        item: dict[str, Any] = {"to": f"u{index}@ex.com"}
+        if index % 4:
+            item["personalization"] = {"band": BANDS[index % len(BANDS)]}
+        items.append(item)
+    return items
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def asyncpg_dsn(url: str) -> str:
+    """SQLAlchemy URL to asyncpg DSN."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@contextlib.contextmanager
+def bench_database() -> Iterator[str]:
+    """A fresh, migrated database on $DATABASE_URL's server or the embedded one; dropped at the end."""
+    with contextlib.ExitStack() as stack:
+        configured = os.environ.get("DATABASE_URL")
+        admin = (
+            to_async_url(configured) if configured else stack.enter_context(embedded_postgres(ROOT / ".data/postgres"))
+        )
+        name = f"fastapi1_bench_{secrets.token_hex(4)}"
+        asyncio.run(admin_execute(admin, f'CREATE DATABASE "{name}"'))
+        url = re.sub(r"/[^/?]*(\?|$)", rf"/{name}\1", admin.split("://", 1)[1], count=1)
+        url = admin.split("://", 1)[0] + "://" + url
+        try:
+            upgrade_to_head(url)
+            yield url
+        finally:
+            asyncio.run(admin_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def admin_execute(admin_url: str, statement: str) -> None:
+    """Run one statement outside a transaction."""
+    connection = await asyncpg.connect(asyncpg_dsn(admin_url))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def count_notifications(url: str) -> int:
+    """Rows in notifications."""
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM notifications"))
+    finally:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def running_service(url: str, workers: int) -> Iterator[str]:
+    """Start ``python -m fastapi1.serve`` and yield its base URL; stop it on exit."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": str(workers)}
+    log = (RESULTS_DIR / "service.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fastapi1.serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"service exited; see {log.name}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/status/heartbeat", timeout=1).status_code == 204:
+                    break
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        log.close()
+
+
+def parse_wrk(output: str) -> tuple[float, float, float, dict[str, int], float]:
+    """Requests/s, p50 ms, p99 ms, status counts and socket errors from wrk's output."""
+
+    def milliseconds(text: str) -> float:
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = milliseconds(re.search(r"\s50%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    p99 = milliseconds(re.search(r"\s99%\s+(\S+)", output).group(1))  # type: ignore[union-attr]
+    statuses = json.loads(re.search(r"STATUSES (\{.*\})", output).group(1))  # type: ignore[union-attr]
+    socket_errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    return rps, p50, p99, statuses, socket_errors
+
+
+def run_wrk(base: str, scenario: Scenario, connections: int, seconds: float) -> Result:
+    """Drive one scenario with wrk."""
+    with tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "bench.lua"
+        lua = WRK_LUA
+        if scenario.body is not None:
+            body = json.dumps(scenario.body, separators=(",", ":"))
+            lua = (
+                f'wrk.method = "{scenario.method}"\nwrk.body = [==[{body}]==]\n'
+                'wrk.headers["Content-Type"] = "application/json"\n'
+                + (f"template = [==[{body}]==]\n" if "{unique}" in body else "")
+                + lua
+            )
+        script.write_text(lua)
+        threads = min(connections, 2)
+        env = {**os.environ, "BENCH_IDS": scenario.ids_file or "/dev/null", "BENCH_RUN": secrets.token_hex(3)}
+        command = [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+        ]
+        output = subprocess.run(
+            [*command, base + scenario.path], capture_output=True, text=True, env=env, check=True
+        ).stdout
+    rps, p50, p99, statuses, socket_errors = parse_wrk(output)
+    ok = statuses.get(str(scenario.ok_status), 0)
+    errors = sum(statuses.values()) - ok + socket_errors
+    return Result(
+        scenario=scenario.name,
+        connections=connections,
+        seconds=seconds,
+        requests_per_second=rps,
+        notifications_per_second=rps * scenario.items * ok / max(1, sum(statuses.values())),
+        p50_ms=p50,
+        p99_ms=p99,
+        errors=errors,
+        acknowledged=ok * scenario.items,
+    )
+
+
+def run_locust(base: str, scenario: Scenario, connections: int, seconds: float) -> Result:
+    """Drive one scenario with locust's FastHttpUser (when wrk cannot be had)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        ids = Path(scenario.ids_file).read_text().split() if scenario.ids_file else []
+        locustfile = Path(scratch) / "bench_locust.py"
+        locustfile.write_text(
+            "import json, itertools\n"
+            "from locust import FastHttpUser, task, constant\n"
+            f"BODY = {json.dumps(scenario.body)!r}\nIDS = itertools.cycle({ids!r} or [''])\n"
+            "class U(FastHttpUser):\n"
+            "    wait_time = constant(0)\n"
+            "    @task\n"
+            "    def go(self):\n"
+            f"        path = {scenario.path!r} + next(IDS)\n"
+            f"        with self.client.request({scenario.method!r}, path, data=BODY, "
+            "headers={'content-type': 'application/json'}, name='s', catch_response=True) as r:\n"
+            f"            r.success() if r.status_code == {scenario.ok_status} else r.failure(str(r.status_code))\n"
+        )
+        prefix = Path(scratch) / "stats"
+        subprocess.run(
+            [
+                str(Path(sys.executable).parent / "locust"),
+                "-f",
+                str(locustfile),
+                "--headless",
+                "-u",
+                str(connections),
+                "-r",
+                str(connections),
+                "-t",
+                f"{int(seconds)}s",
+                "--host",
+                base,
+                "--csv",
+                str(prefix),
+                "--only-summary",
+            ],
+            capture_output=True,
+            check=True,
+            cwd=scratch,
+        )
+        rows = (prefix.parent / "stats_stats.csv").read_text().splitlines()
+    header, values = rows[0].split(","), next(line for line in rows[1:] if ",s," in line).split(",")
+    stats = dict(zip(header, values, strict=False))
+    requests, failures = int(stats["Request Count"]), int(stats["Failure Count"])
+    rps = float(stats["Requests/s"])
+    return Result(
+        scenario=scenario.name,
+        connections=connections,
+        seconds=seconds,
+        requests_per_second=rps,
+        notifications_per_second=rps * scenario.items * (requests - failures) / max(1, requests),
+        p50_ms=float(stats["50%"]),
+        p99_ms=float(stats["99%"]),
+        errors=failures,
+        acknowledged=(requests - failures) * scenario.items,
+        tool="locust",
+    )
+
+
+async def direct_insert_ceiling(url: str, seconds: float, connections: int = 4, rows_per_statement: int = 100) -> float:
+    """Rows/s PostgreSQL takes over asyncpg with the DAO's own unnest statements, no HTTP."""
+    items = notification_items(rows_per_statement)
+    insert_notifications = (
+        'INSERT INTO notifications (id, "to", template_id, status, created_at, updated_at) '
+        "SELECT id, recipient, NULL, 'created', $3, $3 FROM unnest($1::uuid[], $2::varchar[]) AS n(id, recipient)"
+    )
+    insert_personalizations = (
+        "INSERT INTO notification_personalizations (notification_id, key, value) "
+        "SELECT * FROM unnest($1::uuid[], $2::varchar[], $3::varchar[])"
+    )
+
+    async def worker(deadline: float) -> int:
+        connection = await asyncpg.connect(asyncpg_dsn(url))
+        inserted = 0
+        try:
+            while time.monotonic() < deadline:
+                ids = [uuid.uuid4() for _ in items]
+                keyed = [
+                    (i, it["personalization"]) for i, it in zip(ids, items, strict=True) if "personalization" in it
+                ]
+                async with connection.transaction():
+                    await connection.execute(insert_notifications, ids, [it["to"] for it in items], datetime.now(UTC))
+                    await connection.execute(
+                        insert_personalizations,
+                        [i for i, _ in keyed],
+                        ["band"] * len(keyed),
+                        [p["band"] for _, p in keyed],
+                    )
+                inserted += len(items)
+        finally:
+            await connection.close()
+        return inserted
+
+    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    counts = await asyncio.gather(*(worker(deadline) for _ in range(connections)))
+    return sum(counts) / (time.monotonic() - started)
+
+
+async def large_add(base: str, pairs: int) -> dict[str, float]:
+    """One POST /add of ``pairs`` pairs end to end, with heartbeat latency sampled while it runs."""
+    payload = json.dumps({"batchid": f"large-{secrets.token_hex(4)}", "payload": [[i, -i] for i in range(pairs)]})
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client, httpx.AsyncClient(base_url=base) as probe:
+        await probe.get("/status/heartbeat")
+        started = time.perf_counter()
+        request = asyncio.create_task(
+            client.post("/add", content=payload, headers={"content-type": "application/json"})
+        )
+        while not request.done():
+            sent = time.perf_counter()
+            await probe.get("/status/heartbeat")
+            latencies.append(time.perf_counter() - sent)
+            await asyncio.sleep(0.002)
+        response = await request
+        total = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"/add of {pairs} pairs answered {response.status_code}")
+    latencies.sort()
+    return {
+        "pairs": pairs,
+        "seconds": total,
+        "heartbeats": len(latencies),
+        "heartbeat_p50_ms": 1000 * statistics.median(latencies),
+        "heartbeat_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "heartbeat_max_ms": 1000 * latencies[-1],
+    }
+
+
+def seed_ids(base: str, count: int, path: Path) -> None:
+    """Create notifications to read back and write their ids, one a line."""
+    ids: list[str] = []
+    with httpx.Client(base_url=base, timeout=60) as client:
+        while len(ids) < count:
+            response = client.post("/notifications/v1/multiple", json=notification_items(100))
+            ids += [n["id"] for n in response.json()]
+    path.write_text("\n".join(ids) + "\n")
+
+
+def scenarios(ids_file: Path) -> list[Scenario]:
+    """Every scenario, in order."""
+    return [
+        Scenario("multiple_100", "POST", "/notifications/v1/multiple", notification_items(100), 100, 201),
+        Scenario("single", "POST", "/notifications/v1/", notification_items(2)[1], 1, 201),
+        Scenario("get_by_id", "GET", "/notifications/v1/", None, 0, 200, str(ids_file)),
+        Scenario("heartbeat", "GET", "/status/heartbeat", None, 0, 204),
+        # every request a new batch id: computed on the pool and stored, never a replay
+        Scenario("add_2_pairs", "POST", "/add", {"batchid": "{unique}", "payload": [[1, 2], [3, 4]]}, 0, 200),
+    ]
+
+
+def print_table(report: Report) -> None:
+    """The results as a table."""
+    print(
+        f"\n{'scenario':14} {'conns':>5} {'req/s':>9} {'notif/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  stored/acked"
+    )
+    for r in report.results:
+        check = "" if r.stored is None else f"{r.stored}/{r.acknowledged}"
+        print(
+            f"{r.scenario:14} {r.connections:5d} {r.requests_per_second:9.0f} {r.notifications_per_second:9.0f} "
+            f"{r.p50_ms:8.1f} {r.p99_ms:8.1f} {r.errors:6d}  {check}"
+        )
+    print("\nceilings:", json.dumps(report.ceilings, indent=None))
+    print("large /add:", json.dumps({k: round(v, 3) for k, v in report.large_add.items()}))
+
+
+def write_chart(report: Report, path: Path) -> None:
+    """Bar chart of requests/s (and notifications/s for the multiple route) per scenario and connections."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r.scenario for r in report.results))
+    counts = sorted({r.connections for r in report.results})
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    width = 0.8 / len(counts)
+    for offset, connections in enumerate(counts):
+        values = [
+            next((r.requests_per_second for r in report.results if r.scenario == n and r.connections == connections), 0)
+            for n in names
+        ]
+        left.bar([i + offset * width for i in range(len(names))], values, width, label=f"{connections} connections")
+    left.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names, rotation=20)
+    left.set_ylabel("requests/s")
+    left.set_title("fastapi1 requests/s per scenario")
+    left.legend()
+    multiple = [r for r in report.results if r.scenario == "multiple_100"]
+    right.bar([str(r.connections) for r in multiple], [r.notifications_per_second for r in multiple], color="tab:green")
+    if "direct_insert_rows_per_second" in report.ceilings:
+        right.axhline(
+            report.ceilings["direct_insert_rows_per_second"],
+            color="tab:red",
+            linestyle="--",
+            label="direct asyncpg insert (4 connections)",
+        )
+        right.legend()
+    right.set_xlabel("connections")
+    right.set_ylabel("notifications/s into PostgreSQL")
+    right.set_title("POST /notifications/v1/multiple (100 items)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    """Run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 10)))
+    parser.add_argument("--connections", default=os.environ.get("BENCH_CONNECTIONS", "8,32,64"))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 2)))
+    parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""), help="comma-separated scenario names")
+    parser.add_argument("--large-pairs", type=int, default=100_000)
+    options = parser.parse_args()
+    RESULTS_DIR.mkdir(exist_ok=True)
+    tool = "wrk" if shutil.which("wrk") else "locust"
+    drive = run_wrk if tool == "wrk" else run_locust
+    connection_counts = [int(c) for c in options.connections.split(",")]
+    report = Report(
+        started_at=datetime.now(UTC).isoformat(),
+        machine={"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_generator": tool},
+        settings={"workers": options.workers, "seconds": options.seconds, "connections": connection_counts},
+    )
+    print(f"load generator: {tool}; WORKERS={options.workers}; {options.seconds:.0f} s per run")
+    with bench_database() as url, running_service(url, options.workers) as base:
+        ids_file = RESULTS_DIR / "ids.txt"
+        seed_ids(base, 2_000, ids_file)
+        chosen = [s for s in scenarios(ids_file) if not options.only or s.name in options.only.split(",")]
+        drive(base, chosen[0], 32, 3)  # warm-up: connection pools, prepared statements, page cache
+        for scenario in chosen:
+            for connections in connection_counts:
+                before = asyncio.run(count_notifications(url)) if scenario.items else 0
+                result = drive(base, scenario, connections, options.seconds)
+                if scenario.items:
+                    time.sleep(0.5)  # let requests still in flight when the generator stopped finish
+                    result.stored = asyncio.run(count_notifications(url)) - before
+                report.results.append(result)
+                print(
+                    f"  {result.scenario:14} c={connections:<3} {result.requests_per_second:9.0f} req/s "
+                    f"{result.notifications_per_second:9.0f} notif/s p99 {result.p99_ms:.1f} ms errors {result.errors}"
+                )
+        report.large_add = asyncio.run(large_add(base, options.large_pairs))
+        report.ceilings["direct_insert_rows_per_second"] = asyncio.run(direct_insert_ceiling(url, options.seconds))
+        heartbeat = [r.requests_per_second for r in report.results if r.scenario == "heartbeat"]
+        if heartbeat:
+            report.ceilings["heartbeat_requests_per_second"] = max(heartbeat)
+        best = max((r.notifications_per_second for r in report.results if r.scenario == "multiple_100"), default=0)
+        for name, ceiling in list(report.ceilings.items()):
+            if name.startswith("direct_insert"):
+                report.ceilings["multiple_fraction_of_direct_insert"] = best / ceiling
+        if heartbeat and best:
+            report.ceilings["multiple_requests_fraction_of_heartbeat"] = (best / 100) / max(heartbeat)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    json_path = RESULTS_DIR / f"bench-{stamp}.json"
+    json_path.write_text(json.dumps(asdict(report), indent=2))
+    print_table(report)
+    chart = RESULTS_DIR / f"bench-{stamp}.png"
+    write_chart(report, chart)
+    print(f"\nresults: {json_path.relative_to(ROOT)}, chart: {chart.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Throughput benchmark: starts fastapi1 (WORKERS=2 by default) on a fresh database (from
+# $DATABASE_URL's server, else the embedded PostgreSQL), drives every scenario with wrk at
+# 8, 32 and 64 connections, measures the ceilings, and writes JSON and a PNG chart under
+# bench-results/. wrk comes from the distribution's packages when this user may install them
+# (BENCH_INSTALL_WRK=0 forbids it); without wrk, locust's FastHttpUser drives the load.
+# Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (8,32,64), BENCH_ONLY (scenario names), WORKERS.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+
+if ! command -v wrk >/dev/null 2>&1 && [ "${BENCH_INSTALL_WRK:-1}" != "0" ] &&
+    [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing wrk from the distribution's packages"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null 2>&1 ||
+        echo "    wrk could not be installed; locust will drive the load"
+fi
+exec "$ROOT/.venv/bin/python" "$ROOT/scripts/bench.py" "$@"
