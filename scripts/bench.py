@@ -427,14 +427,13 @@ def scenarios(ids_file: Path) -> list[Scenario]:
 
 def print_table(report: Report) -> None:
     """The results as a table."""
-    print(
-        f"\n{'scenario':14} {'conns':>5} {'req/s':>9} {'notif/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  stored/acked"
-    )
+    columns = ("conns", "req/s", "notif/s", "p50 ms", "p99 ms", "errors")
+    print(f"\n{'scenario':14} " + " ".join(f"{c:>9}" for c in columns) + "  stored/acked")
     for r in report.results:
         check = "" if r.stored is None else f"{r.stored}/{r.acknowledged}"
         print(
-            f"{r.scenario:14} {r.connections:5d} {r.requests_per_second:9.0f} {r.notifications_per_second:9.0f} "
-            f"{r.p50_ms:8.1f} {r.p99_ms:8.1f} {r.errors:6d}  {check}"
+            f"{r.scenario:14} {r.connections:9d} {r.requests_per_second:9.0f} {r.notifications_per_second:9.0f} "
+            f"{r.p50_ms:9.1f} {r.p99_ms:9.1f} {r.errors:9d}  {check}"
         )
     print("\nceilings:", json.dumps(report.ceilings, indent=None))
     print("large /add:", json.dumps({k: round(v, 3) for k, v in report.large_add.items()}))
@@ -478,53 +477,70 @@ def write_chart(report: Report, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def main() -> None:
-    """Run the benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_options() -> argparse.Namespace:
+    """Command-line options, defaulting to the BENCH_* environment variables."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("BENCH_SECONDS", 10)))
     parser.add_argument("--connections", default=os.environ.get("BENCH_CONNECTIONS", "8,32,64"))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 2)))
     parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""), help="comma-separated scenario names")
     parser.add_argument("--large-pairs", type=int, default=100_000)
-    options = parser.parse_args()
+    return parser.parse_args()
+
+
+def drive_scenarios(report: Report, url: str, base: str, options: argparse.Namespace) -> None:
+    """Run every chosen scenario at every connection count, checking stored rows for the writes."""
+    drive = run_wrk if report.machine["load_generator"] == "wrk" else run_locust
+    ids_file = RESULTS_DIR / "ids.txt"
+    seed_ids(base, 2_000, ids_file)
+    chosen = [s for s in scenarios(ids_file) if not options.only or s.name in options.only.split(",")]
+    drive(base, chosen[0], 32, 3)  # warm-up: connection pools, prepared statements, page cache
+    time.sleep(1)  # let the warm-up's last requests commit before counting rows
+    for scenario in chosen:
+        for connections in report.settings["connections"]:
+            before = asyncio.run(count_notifications(url)) if scenario.items else 0
+            result = drive(base, scenario, connections, options.seconds)
+            if scenario.items:
+                time.sleep(1)  # requests in flight when the generator stopped still commit
+                result.stored = asyncio.run(count_notifications(url)) - before
+            report.results.append(result)
+            print(
+                f"  {result.scenario:14} c={connections:<3} {result.requests_per_second:9.0f} req/s "
+                f"{result.notifications_per_second:9.0f} notif/s p99 {result.p99_ms:.1f} ms errors {result.errors}"
+            )
+
+
+def measure_ceilings(report: Report, url: str, seconds: float) -> None:
+    """The direct-insert and heartbeat ceilings, and fastapi1's best multiple figure as a fraction of them."""
+    report.ceilings["direct_insert_rows_per_second"] = asyncio.run(direct_insert_ceiling(url, seconds))
+    heartbeat = max((r.requests_per_second for r in report.results if r.scenario == "heartbeat"), default=0.0)
+    best = max((r.notifications_per_second for r in report.results if r.scenario == "multiple_100"), default=0.0)
+    report.ceilings["multiple_fraction_of_direct_insert"] = best / report.ceilings["direct_insert_rows_per_second"]
+    if heartbeat:
+        report.ceilings["heartbeat_requests_per_second"] = heartbeat
+        report.ceilings["multiple_requests_fraction_of_heartbeat"] = (best / 100) / heartbeat
+
+
+def main() -> None:
+    """Run the benchmark."""
+    options = parse_options()
     RESULTS_DIR.mkdir(exist_ok=True)
     tool = "wrk" if shutil.which("wrk") else "locust"
-    drive = run_wrk if tool == "wrk" else run_locust
-    connection_counts = [int(c) for c in options.connections.split(",")]
     report = Report(
         started_at=datetime.now(UTC).isoformat(),
         machine={"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_generator": tool},
-        settings={"workers": options.workers, "seconds": options.seconds, "connections": connection_counts},
+        settings={
+            "workers": options.workers,
+            "seconds": options.seconds,
+            "connections": [int(c) for c in options.connections.split(",")],
+            "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
+        },
     )
     print(f"load generator: {tool}; WORKERS={options.workers}; {options.seconds:.0f} s per run")
     with bench_database() as url, running_service(url, options.workers) as base:
-        ids_file = RESULTS_DIR / "ids.txt"
-        seed_ids(base, 2_000, ids_file)
-        chosen = [s for s in scenarios(ids_file) if not options.only or s.name in options.only.split(",")]
-        drive(base, chosen[0], 32, 3)  # warm-up: connection pools, prepared statements, page cache
-        for scenario in chosen:
-            for connections in connection_counts:
-                before = asyncio.run(count_notifications(url)) if scenario.items else 0
-                result = drive(base, scenario, connections, options.seconds)
-                if scenario.items:
-                    time.sleep(0.5)  # let requests still in flight when the generator stopped finish
-                    result.stored = asyncio.run(count_notifications(url)) - before
-                report.results.append(result)
-                print(
-                    f"  {result.scenario:14} c={connections:<3} {result.requests_per_second:9.0f} req/s "
-                    f"{result.notifications_per_second:9.0f} notif/s p99 {result.p99_ms:.1f} ms errors {result.errors}"
-                )
+        drive_scenarios(report, url, base, options)
         report.large_add = asyncio.run(large_add(base, options.large_pairs))
-        report.ceilings["direct_insert_rows_per_second"] = asyncio.run(direct_insert_ceiling(url, options.seconds))
-        heartbeat = [r.requests_per_second for r in report.results if r.scenario == "heartbeat"]
-        if heartbeat:
-            report.ceilings["heartbeat_requests_per_second"] = max(heartbeat)
-        best = max((r.notifications_per_second for r in report.results if r.scenario == "multiple_100"), default=0)
-        for name, ceiling in list(report.ceilings.items()):
-            if name.startswith("direct_insert"):
-                report.ceilings["multiple_fraction_of_direct_insert"] = best / ceiling
-        if heartbeat and best:
-            report.ceilings["multiple_requests_fraction_of_heartbeat"] = (best / 100) / max(heartbeat)
+        measure_ceilings(report, url, options.seconds)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     json_path = RESULTS_DIR / f"bench-{stamp}.json"
     json_path.write_text(json.dumps(asdict(report), indent=2))

@@ -63,9 +63,8 @@ async def add_batch(session: AsyncSession, pool: ComputePool, request: AddReques
         chunk_count,
         pool_seconds,
     )
-    if not await dao.insert_batch(session, request.batchid, started_at, completed_at):
+    if not await dao.insert_batch(session, request.batchid, started_at, completed_at, (lefts, rights), sums):
         return await replay(session, request.batchid, lefts, rights)
-    await dao.insert_pairs_and_sums(session, request.batchid, lefts, rights, sums)
     return AddResponse(
         batchid=request.batchid, response=sums, status="complete", started_at=started_at, completed_at=completed_at
     )
