@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,16 +24,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class RunningServer:
-    """A ``python -m fastapi1.serve`` process and what it printed."""
+SERVE = [sys.executable, "-m", "fastapi1.serve"]
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+
+class RunningServer:
+    """A server process (by default ``python -m fastapi1.serve``) and what it printed."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] = SERVE) -> None:
         self.port = int(env["PORT"])
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.log_file = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "fastapi1.serve"],
+            command,
             cwd=PROJECT_ROOT,
             env=env,
             stdout=self.log_file,
@@ -76,17 +79,20 @@ def server_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+StartServer = Callable[..., RunningServer]
+
+
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[type[RunningServer]]:
+def start_server() -> Iterator[StartServer]:
     """Start servers that are always stopped after the test."""
     servers: list[RunningServer] = []
 
-    def start(env: dict[str, str], log_path: Path) -> RunningServer:
-        server = RunningServer(env, log_path)
+    def start(env: dict[str, str], log_path: Path, command: list[str] = SERVE) -> RunningServer:
+        server = RunningServer(env, log_path, command)
         servers.append(server)
         return server
 
-    yield start  # type: ignore[misc]
+    yield start
     for server in servers:
         server.stop()
 
@@ -103,7 +109,7 @@ def postmasters_of(data_dir: Path) -> list[psutil.Process]:
 
 class TestServing:
     def test_the_server_migrates_serves_logs_and_stops_on_sigterm(
-        self, admin_url: str, server_env: dict[str, str], start_server: type[RunningServer], tmp_path: Path
+        self, admin_url: str, server_env: dict[str, str], start_server: StartServer, tmp_path: Path
     ) -> None:
         with throwaway_database(admin_url, migrate=False) as url:
             server = start_server({**server_env, "DATABASE_URL": url}, tmp_path / "server.log")
@@ -114,7 +120,7 @@ class TestServing:
         assert re.search(line, server.log())
 
     def test_two_workers_share_one_embedded_postgres_that_stops_with_the_service(
-        self, server_env: dict[str, str], start_server: type[RunningServer], tmp_path: Path
+        self, server_env: dict[str, str], start_server: StartServer, tmp_path: Path
     ) -> None:
         data_dir = Path(server_env["EMBEDDED_DATA_DIR"])
         server = start_server({**server_env, "WORKERS": "2"}, tmp_path / "server.log")
@@ -127,3 +133,16 @@ class TestServing:
         assert server.stop() == 0, server.log()
         assert postmasters_of(data_dir) == []
         assert (data_dir / "PG_VERSION").exists()
+
+
+class TestPlainUvicorn:
+    def test_uvicorn_with_log_ini_logs_the_request_line(
+        self, database_url: str, server_env: dict[str, str], start_server: StartServer, tmp_path: Path
+    ) -> None:
+        port = server_env["PORT"]
+        command = [sys.executable, "-m", "uvicorn", "fastapi1.app:app", "--port", port, "--log-config", "log.ini"]
+        server = start_server({**server_env, "DATABASE_URL": database_url}, tmp_path / "uvicorn.log", command)
+        server.wait_until_serving()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM so its exit status reports the signal
+        assert server.stop() in {0, -signal.SIGTERM}
+        assert re.search(rf"INFO +fastapi1 \[\d+\] GET http://127\.0\.0\.1:{port}/status/heartbeat 204 ", server.log())
