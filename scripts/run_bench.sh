@@ -4,7 +4,8 @@
 # 8, 32 and 64 connections, measures the ceilings, and writes JSON and a PNG chart under
 # bench-results/. wrk comes from the distribution's packages when this user may install them
 # (BENCH_INSTALL_WRK=0 forbids it); without wrk, locust's FastHttpUser drives the load.
-# Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (8,32,64), BENCH_ONLY (scenario names), WORKERS.
+# Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (8,32,64), BENCH_ONLY (scenario names), WORKERS,
+# BENCH_LOAD_GENERATOR (wrk or locust).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 
