@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from fastapi1.app import create_app
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database
 from fastapi1.models import AddBatch, AddPair, AddSum
+from tests.statements import recorded_statements
 
 
 @pytest.fixture(scope="module")
@@ -57,22 +58,12 @@ class TestConcurrentSameBatchId:
 
 class TestRoundTrips:
     async def test_a_batch_of_100000_costs_the_same_statements_as_a_batch_of_one(self, committing_app: FastAPI) -> None:
-        engine = committing_app.state.database.write_engine.sync_engine
-        statements: list[str] = []
-
-        def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-            statements.append(statement)
-
         counts = []
-        event.listen(engine, "before_cursor_execute", record)
-        try:
-            async with AsyncClient(transport=ASGITransport(app=committing_app), base_url="http://t") as http:
-                for size in (1, 100_000):
-                    statements.clear()
+        async with AsyncClient(transport=ASGITransport(app=committing_app), base_url="http://t") as http:
+            for size in (1, 100_000):
+                with recorded_statements(committing_app) as statements:
                     response = await http.post("/add", json={"batchid": f"size-{size}", "payload": [[1, 2]] * size})
-                    assert response.status_code == 200
-                    counts.append(len(statements))
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
+                assert response.status_code == 200
+                counts.append(len(statements))
         assert counts[0] == counts[1]
         assert counts[0] <= 3, statements

@@ -6,10 +6,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.notifications.conftest import count_rows
+from tests.statements import recorded_statements
 from tests.timestamps import assert_utc_timestamp
 
 SINGLE = "/notifications/v1/"
@@ -210,22 +210,12 @@ class TestRoundTrips:
     async def test_creating_1000_costs_the_same_statements_as_creating_one(
         self, app: FastAPI, client: AsyncClient, template: dict[str, Any]
     ) -> None:
-        statements: list[str] = []
-
-        def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-            statements.append(statement)
-
         item = {"to": "x", "template_id": template["id"], "personalization": {"band": "Korn", "name": "A"}}
         counts = []
-        engine = app.state.database.write_engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
-        try:
-            for size in (1, 1000):
-                statements.clear()
+        for size in (1, 1000):
+            with recorded_statements(app) as statements:
                 response = await client.post(MULTIPLE, json=[item] * size)
-                assert response.status_code == 201
-                counts.append(len(statements))
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
+            assert response.status_code == 201
+            counts.append(len(statements))
         assert counts[0] == counts[1]
         assert counts[0] <= 5, statements
