@@ -32,3 +32,19 @@ class TestDatabaseOutage:
                 await proxy.start()
                 recovered = await http.request(method, path, json=payload)
                 assert recovered.status_code in {200, 201}, recovered.text
+
+
+class TestPoolExhausted:
+    async def test_a_request_that_cannot_get_a_connection_in_time_is_503(
+        self, settings: Settings, own_database_url: str
+    ) -> None:
+        tight = settings.model_copy(
+            update={"database_url": own_database_url, "db_pool_size": 1, "db_pool_timeout": 0.2}
+        )
+        app = create_app(tight)
+        transport = ASGITransport(app=app)
+        async with app.router.lifespan_context(app), AsyncClient(transport=transport, base_url="http://t") as http:
+            async with app.state.database.write_engine.connect():  # the only connection, held
+                response = await http.get("/notifications/v1/?limit=1")
+            assert response.status_code == 503
+            assert (await http.get("/notifications/v1/?limit=1")).status_code == 200
