@@ -194,6 +194,16 @@ async def admin_execute(admin_url: str, statement: str) -> None:
         await connection.close()
 
 
+async def checkpoint(url: str) -> None:
+    """Flush PostgreSQL's dirty pages, so no run pays for the previous run's checkpoint.
+
+    Without it the figures swung by a third between identical runs, depending on whether a
+    checkpoint (and the full-page writes after it) fell inside the measured seconds.
+    """
+    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+        await admin_execute(url, "CHECKPOINT")
+
+
 async def count_notifications(url: str) -> int:
     """Rows in notifications."""
     connection = await asyncpg.connect(asyncpg_dsn(url))
@@ -515,6 +525,7 @@ def drive_scenarios(report: Report, url: str, base: str, options: argparse.Names
     time.sleep(1)  # let the warm-up's last requests commit before counting rows
     for scenario in chosen:
         for connections in report.settings["connections"]:
+            asyncio.run(checkpoint(url))
             before = asyncio.run(count_notifications(url)) if scenario.items else 0
             result = drive(base, scenario, connections, options.seconds)
             if scenario.items:
@@ -529,6 +540,7 @@ def drive_scenarios(report: Report, url: str, base: str, options: argparse.Names
 
 def measure_ceilings(report: Report, url: str, seconds: float) -> None:
     """The direct-insert and heartbeat ceilings, and fastapi1's best multiple figure as a fraction of them."""
+    asyncio.run(checkpoint(url))
     report.ceilings["direct_insert_rows_per_second"] = asyncio.run(direct_insert_ceiling(url, seconds))
     heartbeat = max((r.requests_per_second for r in report.results if r.scenario == "heartbeat"), default=0.0)
     best = max((r.notifications_per_second for r in report.results if r.scenario == "multiple_100"), default=0.0)
