@@ -3,20 +3,20 @@
 # standard simple index (PEP 503: pip speaks every form of it). Idempotent and quick when
 # nothing changed. The scripts, the tests of this very path and ci/Dockerfile all run it.
 #
-#   .tools/poetry  Poetry with poetry-plugin-export (reads the lock; never resolves here) and
-#                  poetry-plugin-pypi-mirror (used only when a developer re-locks: see README)
+#   .tools/poetry  Poetry and its plugins, as pinned in scripts/poetry-tools.txt
 #   .venv          the project environment, rebuilt whenever the lock, the groups or Python change
 #
-# `install.sh --tools-only` stops after Poetry. Knobs: PYTHON (interpreter), VENV_DIR, TOOLS_DIR, INSTALL_GROUPS (comma-separated Poetry
-# groups beside main; default "test,static_tools,bench", empty for the runtime only). Where
-# packages come from is pip's own configuration (PIP_INDEX_URL, pip.conf).
+# `install.sh --tools-only` stops after Poetry. Knobs: PYTHON (the interpreter), VENV_DIR,
+# TOOLS_DIR, INSTALL_GROUPS (Poetry groups beside main, comma-separated; default
+# "test,static_tools,bench", empty for the runtime only). Where packages come from is pip's
+# own configuration (PIP_INDEX_URL, pip.conf): any index that serves PEP 503 works.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_DIR="${VENV_DIR:-$ROOT/.venv}"
 TOOLS_DIR="${TOOLS_DIR:-$ROOT/.tools}"
 INSTALL_GROUPS="${INSTALL_GROUPS-test,static_tools,bench}"
-POETRY_TOOLS=(poetry==2.5.1 poetry-plugin-export==1.10.1 poetry-plugin-pypi-mirror==0.6.5)
+POETRY_TOOLS="$ROOT/scripts/poetry-tools.txt"
 PIP=(-m pip --disable-pip-version-check --quiet)
 
 supported_python() {
@@ -37,15 +37,16 @@ find_python() {
 }
 
 install_tools() {
-    local stamp="$TOOLS_DIR/poetry/.fastapi1-tools"
-    if [ -x "$TOOLS_DIR/poetry/bin/poetry" ] && [ "$(cat "$stamp" 2>/dev/null)" = "${POETRY_TOOLS[*]}" ]; then
+    local stamp="$TOOLS_DIR/poetry/.fastapi1-tools" want
+    want="$(sha256sum < "$POETRY_TOOLS" | cut -d' ' -f1) $(readlink -f "$PYTHON_BIN")"
+    if [ -x "$TOOLS_DIR/poetry/bin/poetry" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
         return 0
     fi
-    echo "==> installing ${POETRY_TOOLS[*]} into $TOOLS_DIR/poetry"
+    echo "==> installing Poetry and its plugins (scripts/poetry-tools.txt) into $TOOLS_DIR/poetry"
     rm -rf "$TOOLS_DIR/poetry"
     "$PYTHON_BIN" -m venv "$TOOLS_DIR/poetry"
-    "$TOOLS_DIR/poetry/bin/python" "${PIP[@]}" install "${POETRY_TOOLS[@]}"
-    echo "${POETRY_TOOLS[*]}" > "$stamp"
+    "$TOOLS_DIR/poetry/bin/python" "${PIP[@]}" install -r "$POETRY_TOOLS"
+    echo "$want" > "$stamp"
 }
 
 install_environment() {
