@@ -30,9 +30,28 @@ async def replay(session: AsyncSession, batch_id: str, lefts: list[int], rights:
         Conflict: When the stored batch has a different payload.
     """
     if await dao.get_pairs(session, batch_id) != (lefts, rights):
+        logger.info("Batch %s refused: already stored with a different payload", batch_id)
         raise Conflict(f"Batch {batch_id} already exists with a different payload")
-    logger.info("Batch %s replayed from storage", batch_id)
+    logger.info("Batch %s replayed from storage: same payload, the sums just computed were discarded", batch_id)
     return await get_batch(session, batch_id)
+
+
+async def add_on_pool(pool: ComputePool, lefts: list[int], rights: list[int]) -> tuple[list[int], int, float]:
+    """Add the pairs on the process pool.
+
+    Args:
+        pool: The process pool.
+        lefts: First operands.
+        rights: Second operands.
+
+    Returns:
+        The sums in order, the number of chunks sent to the pool, and seconds spent waiting on it.
+    """
+    if not lefts:
+        # An empty batch is valid; there is nothing to send, and the pool cannot cut zero items into chunks.
+        return [], 0, 0.0
+    chunks, chunk_count, pool_seconds = await pool.map_chunks(compute.add_pairs, lefts, rights)
+    return list(itertools.chain.from_iterable(chunks)), chunk_count, pool_seconds
 
 
 async def add_batch(session: AsyncSession, pool: ComputePool, request: AddRequest) -> AddResponse:
@@ -53,18 +72,17 @@ async def add_batch(session: AsyncSession, pool: ComputePool, request: AddReques
     lefts = [left for left, _ in request.payload]
     rights = [right for _, right in request.payload]
     started_at = datetime.now(UTC)
-    chunks, chunk_count, pool_seconds = await pool.map_chunks(compute.add_pairs, lefts, rights)
-    sums = list(itertools.chain.from_iterable(chunks))
+    sums, chunk_count, pool_seconds = await add_on_pool(pool, lefts, rights)
     completed_at = datetime.now(UTC)
+    if not await dao.insert_batch(session, request.batchid, started_at, completed_at, (lefts, rights), sums):
+        return await replay(session, request.batchid, lefts, rights)
     logger.info(
-        "Batch %s: %d pairs added in %d chunks, %.6fs in the pool",
+        "Batch %s stored: %d pairs added in %d chunks, %.6fs in the pool",
         request.batchid,
         len(sums),
         chunk_count,
         pool_seconds,
     )
-    if not await dao.insert_batch(session, request.batchid, started_at, completed_at, (lefts, rights), sums):
-        return await replay(session, request.batchid, lefts, rights)
     return AddResponse(
         batchid=request.batchid, response=sums, status="complete", started_at=started_at, completed_at=completed_at
     )

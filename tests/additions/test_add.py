@@ -1,5 +1,6 @@
 """POST /add and /process_batch, GET /add/{batchid}: results, limits, idempotency."""
 
+import logging
 import uuid
 from typing import Any
 
@@ -66,6 +67,61 @@ class TestAdd:
         assert await stored_rows(connection) == (1, 2, 2)
 
 
+class TestEmptyPayload:
+    @pytest.mark.parametrize("route", ["/add", "/process_batch"])
+    async def test_an_empty_payload_is_a_batch_with_an_empty_response(
+        self, client: AsyncClient, connection: AsyncConnection, route: str
+    ) -> None:
+        response = await client.post(route, json={"batchid": "empty", "payload": []})
+        assert response.status_code == 200
+        body = response.json()
+        assert (body["batchid"], body["response"], body["status"]) == ("empty", [], "complete")
+        assert await stored_rows(connection) == (1, 0, 0)
+        assert (await client.get("/add/empty")).json() == body
+
+    async def test_an_empty_batch_replays_and_conflicts_like_any_other(self, client: AsyncClient) -> None:
+        first = await client.post("/add", json={"batchid": "empty", "payload": []})
+        replayed = await client.post("/add", json={"batchid": "empty", "payload": []})
+        assert (replayed.status_code, replayed.json()) == (200, first.json())
+        assert (await client.post("/add", json={"batchid": "empty", "payload": [[1, 2]]})).status_code == 409
+        await client.post("/add", json={"batchid": "full", "payload": [[1, 2]]})
+        assert (await client.post("/add", json={"batchid": "full", "payload": []})).status_code == 409
+
+
+class TestLog:
+    """The log says what happened to the batch: stored, replayed or refused."""
+
+    @staticmethod
+    def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+        return [record.getMessage() for record in caplog.records if record.name == "fastapi1.additions.controller"]
+
+    async def test_a_new_batch_is_logged_as_stored_with_its_pairs(
+        self, client: AsyncClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level(logging.INFO, logger="fastapi1"):
+            await client.post("/add", json={"batchid": "logged", "payload": [[1, 2], [3, 4]]})
+        (message,) = self.messages(caplog)
+        assert message.startswith("Batch logged stored: 2 pairs added in 1 chunks")
+
+    async def test_a_replay_is_logged_as_a_replay_and_not_as_pairs_added(
+        self, client: AsyncClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        await client.post("/add", json={"batchid": "logged", "payload": [[1, 2]]})
+        with caplog.at_level(logging.INFO, logger="fastapi1"):
+            await client.post("/add", json={"batchid": "logged", "payload": [[1, 2]]})
+        (message,) = self.messages(caplog)
+        assert message.startswith("Batch logged replayed from storage")
+
+    async def test_a_conflict_is_logged_as_refused_and_not_as_pairs_added(
+        self, client: AsyncClient, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        await client.post("/add", json={"batchid": "logged", "payload": [[1, 2]]})
+        with caplog.at_level(logging.INFO, logger="fastapi1"):
+            await client.post("/add", json={"batchid": "logged", "payload": [[5, 6]]})
+        (message,) = self.messages(caplog)
+        assert message == "Batch logged refused: already stored with a different payload"
+
+
 class TestLimits:
     @pytest.mark.parametrize("batchid", ["a", "x" * 64, "Az09._:-"])
     async def test_valid_batch_ids_are_accepted(self, client: AsyncClient, batchid: str) -> None:
@@ -83,7 +139,6 @@ class TestLimits:
     @pytest.mark.parametrize(
         "payload",
         [
-            [],
             [[1]],
             [[1, 2, 3]],
             [[]],
