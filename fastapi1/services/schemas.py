@@ -29,8 +29,29 @@ def check_placeholder_names(text: str) -> str:
     return text
 
 
-ServiceName = Annotated[str, StringConstraints(min_length=1, max_length=SERVICE_NAME_MAX), NoNul]
-TemplateName = Annotated[str, StringConstraints(min_length=1, max_length=TEMPLATE_NAME_MAX), NoNul]
+def reject_blank(name: str) -> str:
+    """Refuse a name that is only whitespace: it would list and log as nothing.
+
+    Args:
+        name: The name to check.
+
+    Returns:
+        The name unchanged.
+
+    Raises:
+        ValueError: When nothing but whitespace remains.
+    """
+    if not name.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return name
+
+
+ServiceName = Annotated[
+    str, StringConstraints(min_length=1, max_length=SERVICE_NAME_MAX), NoNul, AfterValidator(reject_blank)
+]
+TemplateName = Annotated[
+    str, StringConstraints(min_length=1, max_length=TEMPLATE_NAME_MAX), NoNul, AfterValidator(reject_blank)
+]
 TemplateSubject = Annotated[
     str, StringConstraints(max_length=TEMPLATE_SUBJECT_MAX), NoNul, AfterValidator(check_placeholder_names)
 ]

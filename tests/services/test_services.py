@@ -38,9 +38,20 @@ class TestCreateService:
     async def test_names_of_1_to_255_characters_are_accepted(self, client: AsyncClient, length: int) -> None:
         assert (await client.post("/services/v1/", json={"name": "n" * length})).status_code == 201
 
-    @pytest.mark.parametrize("name", ["", "n" * 256, None, 5, "nul\x00"])
+    @pytest.mark.parametrize("name", ["", "n" * 256, None, 5, "nul\x00", " ", "   ", "\t\n", "\u3000\u00a0"])
     async def test_invalid_names_are_422(self, client: AsyncClient, name: object) -> None:
         response = await client.post("/services/v1/", json={"name": name})
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", "name"]
+
+    async def test_a_name_with_spaces_inside_is_kept_as_sent(self, client: AsyncClient) -> None:
+        response = await client.post("/services/v1/", json={"name": " Tour  news "})
+        assert (response.status_code, response.json()["name"]) == (201, " Tour  news ")
+
+    @pytest.mark.parametrize("name", [" ", "\t"])
+    async def test_a_template_name_of_only_whitespace_is_422(self, client: AsyncClient, name: str) -> None:
+        service = (await client.post("/services/v1/", json={"name": "s"})).json()
+        response = await client.post(f"/services/v1/{service['id']}/templates", json={"name": name, "content": "c"})
         assert response.status_code == 422
         assert response.json()["detail"][0]["loc"] == ["body", "name"]
 
