@@ -12,6 +12,7 @@ from fastapi1.additions.views import router as additions_router
 from fastapi1.config import LIMITS, Settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
+from fastapi1.docs import install_docs
 from fastapi1.errors import install_error_handlers
 from fastapi1.logging import RequestLogMiddleware
 from fastapi1.notifications.views import router as notifications_router
@@ -66,10 +67,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         max_body_size=LIMITS.max_body_bytes,
+        # fastapi1.docs serves these pages with their assets, not from a CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings or Settings()
     app.add_middleware(RequestLogMiddleware)
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(status_router)
     app.include_router(notifications_router)
     app.include_router(services_router)
