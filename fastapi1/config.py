@@ -80,6 +80,9 @@ class Limits(BaseSettings):
     page_size_max: int = Field(default=250, ge=1, description="Largest `limit` of the notification list.")
     add_pairs_max: int = Field(default=100_000, ge=1, description="Pairs in one /add payload.")
     add_numbers_max: int = Field(default=100_000, ge=1, description="Numbers in one /add_numbers payload.")
+    rendered_chars: int = Field(
+        default=100_000, ge=1, description="Longest rendered subject or body of a notification (else 422)."
+    )
 
 
 LIMITS = Limits()

@@ -5,9 +5,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Row
+from sqlalchemy import Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fastapi1.config import LIMITS
 from fastapi1.errors import NotFound, Unprocessable
 from fastapi1.notifications import dao
 from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord, NotificationStatus
@@ -15,55 +16,76 @@ from fastapi1.services import dao as services_dao
 from fastapi1.services import templating
 
 INITIAL_STATUS: NotificationStatus = "created"
+RENDERED_MAX = LIMITS.rendered_chars
 
 
-async def load_template_contents(session: AsyncSession, items: Sequence[NotificationCreate]) -> dict[uuid.UUID, str]:
-    """Load the content of every template the items name, in one statement.
+async def load_templates(
+    session: AsyncSession, items: Sequence[NotificationCreate]
+) -> dict[uuid.UUID, templating.ParsedTemplate]:
+    """Load every template the items name, in one statement, and scan each once for the whole request.
 
     Args:
         session: The session.
         items: The notifications to create.
 
-    Returns:
-        Content by template id.
-
     Raises:
         NotFound: When an item names a template that does not exist.
     """
     wanted = {item.template_id for item in items if item.template_id is not None}
-    contents = await services_dao.get_template_contents(session, wanted) if wanted else {}
-    for template_id in wanted - contents.keys():
+    texts = await services_dao.get_template_contents(session, wanted) if wanted else {}
+    for template_id in wanted - texts.keys():
         raise NotFound(f"Template {template_id} not found")
-    return contents
+    return {
+        template_id: templating.parse_template(*subject_and_content)
+        for template_id, subject_and_content in texts.items()
+    }
 
 
-def render_bodies(
-    items: Sequence[NotificationCreate], contents: dict[uuid.UUID, str], in_list: bool
-) -> list[str | None]:
-    """Render each item's template with its personalization.
+def check_personalization(
+    template: templating.ParsedTemplate, values: dict[str, str], loc: tuple[str | int, ...]
+) -> None:
+    """Refuse a personalization that lacks a placeholder or would render a subject or body past the bound.
+
+    The lengths are counted, not rendered: a small request may name a rendering of hundreds of megabytes.
+
+    Args:
+        template: The item's template.
+        values: The item's personalization.
+        loc: Where the personalization is in the request.
+
+    Raises:
+        Unprocessable: When the personalization cannot be accepted.
+    """
+    if missing := sorted(name for name in template.names if name not in values):
+        raise Unprocessable(f"Missing personalization: {', '.join(missing)}", loc)
+    for part, text in (("subject", template.subject), ("body", template.content)):
+        length = 0 if text is None else text.rendered_length(values)
+        if length > RENDERED_MAX:
+            message = f"Personalization renders the {part} to {length:,} characters; at most {RENDERED_MAX:,} allowed"
+            raise Unprocessable(message, loc)
+
+
+def checked_templates(
+    items: Sequence[NotificationCreate], templates: dict[uuid.UUID, templating.ParsedTemplate], in_list: bool
+) -> list[templating.ParsedTemplate | None]:
+    """Check every templated item before any is rendered, so that a rejected list costs no rendering.
 
     Args:
         items: The notifications to create.
-        contents: Template content by id.
+        templates: Their templates by id.
         in_list: Whether the request body is a list, so that an error names the item's index.
 
     Returns:
-        The bodies, None for items without a template.
-
-    Raises:
-        Unprocessable: When a personalization lacks some placeholder of its template.
+        Each item's template, None for items without one.
     """
-    bodies: list[str | None] = []
+    checked: list[templating.ParsedTemplate | None] = []
     for index, item in enumerate(items):
-        if item.template_id is None:
-            bodies.append(None)
-            continue
-        content, values = contents[item.template_id], item.personalization or {}
-        if missing := templating.missing(content, values):
+        template = None if item.template_id is None else templates[item.template_id]
+        if template is not None:
             loc = ("body", index, "personalization") if in_list else ("body", "personalization")
-            raise Unprocessable(f"Missing personalization: {', '.join(missing)}", loc)
-        bodies.append(templating.render(content, values))
-    return bodies
+            check_personalization(template, item.personalization or {}, loc)
+        checked.append(template)
+    return checked
 
 
 def new_ids(count: int) -> list[uuid.UUID]:
@@ -104,12 +126,12 @@ async def create_notifications(
     Returns:
         The stored notifications, in the order given.
     """
-    bodies = render_bodies(items, await load_template_contents(session, items), in_list)
+    templates = checked_templates(items, await load_templates(session, items), in_list)
     now = datetime.now(UTC)
     stamp = timestamp(now)
     rows = dao.NewNotifications(ids=new_ids(len(items)))
     created: list[NotificationRecord] = []
-    for notification_id, item, body in zip(rows.ids, items, bodies, strict=True):
+    for notification_id, item, template in zip(rows.ids, items, templates, strict=True):
         personalization = item.personalization or {}
         rows.recipients.append(item.to)
         rows.template_ids.append(item.template_id)
@@ -117,6 +139,7 @@ async def create_notifications(
             rows.personalization_ids.extend([notification_id] * len(personalization))
             rows.personalization_keys.extend(personalization)
             rows.personalization_values.extend(personalization.values())
+        subject, body = rendered(template, personalization)
         created.append(
             {
                 "id": notification_id,
@@ -125,6 +148,7 @@ async def create_notifications(
                 "template_id": item.template_id,
                 "status": INITIAL_STATUS,
                 "body": body,
+                "subject": subject,
                 "created_at": stamp,
                 "updated_at": stamp,
                 "sent_at": None,
@@ -134,26 +158,58 @@ async def create_notifications(
     return created
 
 
-def to_notification(row: Row[tuple[object, ...]]) -> NotificationRecord:
+def rendered(template: templating.ParsedTemplate | None, values: dict[str, str]) -> tuple[str | None, str | None]:
+    """The subject and body of a notification, both None without a template.
+
+    Args:
+        template: The notification's template, or None.
+        values: Its personalization.
+    """
+    return (None, None) if template is None else template.render(values)
+
+
+def stored_template(
+    values: RowMapping, templates: dict[uuid.UUID, templating.ParsedTemplate]
+) -> templating.ParsedTemplate | None:
+    """The template of a stored notification, scanned once per template for a whole page.
+
+    Args:
+        values: The row of :func:`dao.select_notifications`.
+        templates: Templates scanned so far, by id; filled as new ones are met.
+    """
+    template_id: uuid.UUID | None = values["template_id"]
+    if template_id is None:
+        return None
+    if (template := templates.get(template_id)) is None:
+        template = templates[template_id] = templating.parse_template(values["subject"], values["content"])
+    return template
+
+
+def to_notification(
+    row: Row[tuple[object, ...]], templates: dict[uuid.UUID, templating.ParsedTemplate]
+) -> NotificationRecord:
     """Build a notification from a row of :func:`dao.select_notifications`.
 
     Args:
         row: The row.
+        templates: Templates already scanned for this response, by id (see :func:`stored_template`).
 
     Returns:
-        The notification, body rendered from its template.
+        The notification, subject and body rendered from its template.
     """
     values = row._mapping
     keys, texts = values["personalization_keys"], values["personalization_values"]
     personalization = dict(zip(keys, texts, strict=True)) if keys else {}
-    content, sent_at = values["content"], values["sent_at"]
+    subject, body = rendered(stored_template(values, templates), personalization)
+    sent_at = values["sent_at"]
     return {
         "id": values["id"],
         "to": values["to"],
         "personalization": personalization,
         "template_id": values["template_id"],
         "status": values["status"],
-        "body": None if content is None else templating.render(content, personalization),
+        "body": body,
+        "subject": subject,
         "created_at": timestamp(values["created_at"]),
         "updated_at": timestamp(values["updated_at"]),
         "sent_at": None if sent_at is None else timestamp(sent_at),
@@ -176,7 +232,7 @@ async def get_notification(session: AsyncSession, notification_id: uuid.UUID) ->
     row = await dao.get_notification(session, notification_id)
     if row is None:
         raise NotFound(f"Notification {notification_id} not found")
-    return to_notification(row)
+    return to_notification(row, {})
 
 
 async def list_notifications(
@@ -207,6 +263,7 @@ async def list_notifications(
         if position is None:
             raise NotFound(f"Notification {older_than} not found")
     rows = await dao.list_notifications(session, limit + 1, position, status, template_id)
-    page = [to_notification(row) for row in rows[:limit]]
+    templates: dict[uuid.UUID, templating.ParsedTemplate] = {}
+    page = [to_notification(row, templates) for row in rows[:limit]]
     has_more = len(rows) > limit
     return {"notifications": page, "next": page[-1]["id"] if has_more else None}

@@ -122,10 +122,10 @@ async def insert_notifications(session: AsyncSession, rows: NewNotifications, st
 
 
 def select_notifications() -> Select[tuple[object, ...]]:
-    """Notifications with their template content and personalization, in one statement.
+    """Notifications with their template's subject and content and their personalization, in one statement.
 
     Returns:
-        A select of the notification columns plus ``content`` (null without a template)
+        A select of the notification columns plus ``subject`` and ``content`` (null without a template)
         and the personalization as two parallel arrays (null when there is none).
     """
     personalization = (
@@ -139,6 +139,7 @@ def select_notifications() -> Select[tuple[object, ...]]:
     return (
         select(
             notifications,
+            templates.c.subject,
             templates.c.content,
             personalization.c.personalization_keys,
             personalization.c.personalization_values,

@@ -52,6 +52,9 @@ class Notification(BaseModel):
     template_id: uuid.UUID | None
     status: NotificationStatus
     body: str | None = Field(description="Template content rendered with the personalization; null without template.")
+    subject: str | None = Field(
+        description="Template subject rendered with the personalization; null without template or subject."
+    )
     created_at: Timestamp
     updated_at: Timestamp
     sent_at: Timestamp | None
@@ -70,6 +73,7 @@ class NotificationRecord(TypedDict):
     template_id: uuid.UUID | None
     status: str
     body: str | None
+    subject: str | None
     created_at: str
     updated_at: str
     sent_at: str | None

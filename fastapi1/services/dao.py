@@ -107,21 +107,23 @@ async def get_template(session: AsyncSession, service_id: uuid.UUID, template_id
 
 
 # Built once, like the notification statements: this runs on every templated create.
-GET_TEMPLATE_CONTENTS = select(Template.id, Template.content).where(
+GET_TEMPLATE_CONTENTS = select(Template.id, Template.subject, Template.content).where(
     Template.id == func.any(bindparam("ids", type_=ARRAY(Uuid())))
 )
 
 
-async def get_template_contents(session: AsyncSession, template_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Load the content of several templates in one statement.
+async def get_template_contents(
+    session: AsyncSession, template_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str | None, str]]:
+    """Load the subject and content of several templates in one statement.
 
     Args:
         session: Any session.
         template_ids: The ids to look up.
 
     Returns:
-        Content by template id; ids that do not exist are absent.
+        ``(subject, content)`` by template id; ids that do not exist are absent.
     """
     connection = await session.connection()
     rows = await connection.execute(GET_TEMPLATE_CONTENTS, {"ids": list(template_ids)})
-    return {row.id: row.content for row in rows}
+    return {row.id: (row.subject, row.content) for row in rows}

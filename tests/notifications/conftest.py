@@ -1,5 +1,6 @@
 """Helpers for the notification tests: a template to send from, row counts."""
 
+import uuid
 from typing import Any
 
 import pytest
@@ -15,6 +16,16 @@ async def count_rows(connection: AsyncConnection) -> tuple[int, int]:
     notifications = await connection.execute(select(func.count()).select_from(Notification))
     personalizations = await connection.execute(select(func.count()).select_from(NotificationPersonalization))
     return int(notifications.scalar_one()), int(personalizations.scalar_one())
+
+
+async def create_template(client: AsyncClient, content: str, subject: str | None = None) -> str:
+    """Create a template (in a service of its own) and return its id."""
+    service = await client.post("/services/v1/", json={"name": f"service {uuid.uuid4()}"})
+    response = await client.post(
+        f"/services/v1/{service.json()['id']}/templates", json={"name": "t", "subject": subject, "content": content}
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tests.notifications.conftest import count_rows
+from fastapi1.services import templating
+from tests.notifications.conftest import count_rows, create_template
 from tests.statements import recorded_statements
 from tests.timestamps import assert_utc_timestamp
 
@@ -219,3 +220,18 @@ class TestRoundTrips:
             counts.append(len(statements))
         assert counts[0] == counts[1]
         assert counts[0] <= 5, statements
+
+
+class TestTemplateScans:
+    async def test_a_list_of_1000_items_scans_its_template_once(
+        self, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        template_id = await create_template(client, "Hi ((name)) " + "x" * 99_000, subject="For ((name))")
+        scanned: list[str] = []
+        parse = templating.parse
+        monkeypatch.setattr(templating, "parse", lambda text: scanned.append(text) or parse(text))
+        item = {"to": "x", "template_id": template_id, "personalization": {"name": "Ada"}}
+        response = await client.post(MULTIPLE, json=[item] * 1000)
+        assert response.status_code == 201
+        assert len(scanned) == 2, "subject and content, once per request, not once per item"
+        assert response.json()[999]["subject"] == "For Ada"

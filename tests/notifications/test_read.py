@@ -8,7 +8,9 @@ from httpx import AsyncClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastapi1.notifications.schemas import PAGE_LIMIT_DEFAULT, Notification, NotificationPage
+from fastapi1.notifications.schemas import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, Notification, NotificationPage
+from fastapi1.services import templating
+from tests.notifications.conftest import create_template
 
 LIST = "/notifications/v1/"
 
@@ -97,6 +99,18 @@ class TestList:
 
     async def test_an_unknown_status_is_422(self, client: AsyncClient) -> None:
         assert (await client.get(LIST, params={"status": "lost"})).status_code == 422
+
+    async def test_a_page_scans_each_template_once(self, client: AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        template_id = await create_template(client, "Hi ((name)) " + "x" * 99_000, subject="For ((name))")
+        await create(
+            client, [{"to": "x", "template_id": template_id, "personalization": {"name": "A"}}] * PAGE_LIMIT_MAX
+        )
+        scanned: list[str] = []
+        parse = templating.parse
+        monkeypatch.setattr(templating, "parse", lambda text: scanned.append(text) or parse(text))
+        page = (await client.get(LIST, params={"limit": PAGE_LIMIT_MAX})).json()
+        assert {n["subject"] for n in page["notifications"]} == {"For A"}
+        assert len(scanned) == 2, "subject and content, once per page, not once per row"
 
 
 keys = st.text(st.characters(exclude_characters="\x00", codec="utf-8"), min_size=1, max_size=64)
