@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import PROJECT_ROOT, throwaway_database
+from tests.processes import is_forkserver, kill_all, pool_processes, running, survivors
 
 
 def free_port() -> int:
@@ -133,6 +134,40 @@ class TestServing:
         assert server.stop() == 0, server.log()
         assert postmasters_of(data_dir) == []
         assert (data_dir / "PG_VERSION").exists()
+
+
+def http_workers(arbiter: psutil.Process, count: int, timeout: float = 60) -> list[psutil.Process]:
+    """The arbiter's running HTTP workers, once there are ``count`` of them."""
+    deadline = time.monotonic() + timeout
+    while len(workers := [child for child in arbiter.children() if running(child)]) != count:
+        assert time.monotonic() < deadline, workers
+        time.sleep(0.05)
+    return workers
+
+
+class TestPoolLifetime:
+    def test_a_sigkilled_http_worker_takes_its_pool_along_and_the_server_still_answers(
+        self, database_url: str, server_env: dict[str, str], start_server: StartServer, tmp_path: Path
+    ) -> None:
+        env = {**server_env, "DATABASE_URL": database_url, "WORKERS": "2", "COMPUTE_WORKERS": "2"}
+        server = start_server(env, tmp_path / "server.log")
+        server.wait_until_serving()
+        arbiter = psutil.Process(server.process.pid)
+        originals = http_workers(arbiter, 2)
+        victim = originals[0]
+        pool = pool_processes(victim, workers=2)
+        try:
+            assert any(is_forkserver(process) for process in pool)
+            victim.kill()
+            assert survivors(pool, timeout=10) == [], server.log()
+        finally:
+            kill_all(pool)
+
+        response = httpx.post(f"{server.base_url}/add_numbers", json={"numbers": [1, 2]}, timeout=10)
+        assert (response.status_code, response.json()) == (200, {"sum": 3})
+        (replacement,) = (worker for worker in http_workers(arbiter, 2) if worker not in originals)
+        assert len(pool_processes(replacement, workers=2)) == 4  # forkserver, resource tracker, workers
+        assert server.stop() == 0, server.log()
 
 
 class TestPlainUvicorn:

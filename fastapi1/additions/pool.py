@@ -28,6 +28,11 @@ class ComputePool:
 
     Workers are started with ``forkserver``: forking the serving process itself (threads,
     an event loop, open sockets) is unsafe, and ``spawn`` would re-import the world.
+
+    The workers, and through them the forkserver and the resource tracker, exit when the
+    process that created the pool dies, however it dies (see :func:`compute.exit_with_owner`).
+    A child that process forks without exec would inherit the write end of the owner pipe
+    and keep the workers alive as long as it lives; subprocesses that exec do not.
     """
 
     def __init__(self, workers: int) -> None:
@@ -37,6 +42,10 @@ class ComputePool:
             workers: Number of worker processes.
         """
         self.workers = workers
+        self.context = multiprocessing.get_context("forkserver")
+        # Only this process holds the write end, and never writes: workers read end-of-file
+        # on their copy of the read end when the kernel closes it, that is when we are gone.
+        self.owner_alive_reader, self.owner_alive = self.context.Pipe(duplex=False)
         self.executor = self.new_executor()
 
     def new_executor(self) -> ProcessPoolExecutor:
@@ -45,8 +54,12 @@ class ComputePool:
         Returns:
             The executor.
         """
-        context = multiprocessing.get_context("forkserver")
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=self.context,
+            initializer=compute.exit_with_owner,
+            initargs=(self.owner_alive_reader,),
+        )
 
     async def warm_up(self) -> None:
         """Start every worker now, so the first request does not pay for process start-up."""
@@ -107,5 +120,7 @@ class ComputePool:
         broken.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
-        """Stop the workers, cancelling queued work."""
+        """Stop the workers, cancelling queued work, then close the owner pipe."""
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self.owner_alive.close()
+        self.owner_alive_reader.close()
