@@ -39,6 +39,11 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             "graceful_timeout": 10,
             "timeout": 60,
             "keepalive": 5,
+            # gunicorn >= 25.1 listens on ~/.gunicorn/gunicorn.ctl by default, one path per
+            # user: a second instance on the machine replaces the first one's socket, and the
+            # first removes the second's when it stops. Nothing here uses gunicornc; signals
+            # to the arbiter work as before.
+            "control_socket_disable": True,
         }
         super().__init__()
 

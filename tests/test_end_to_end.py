@@ -170,6 +170,23 @@ class TestPoolLifetime:
         assert server.stop() == 0, server.log()
 
 
+class TestControlSocket:
+    def test_gunicorn_opens_no_control_socket_in_the_home_directory(
+        self, database_url: str, server_env: dict[str, str], start_server: StartServer, tmp_path: Path
+    ) -> None:
+        home = tmp_path / "home"
+        home.mkdir()
+        env = {**server_env, "DATABASE_URL": database_url, "WORKERS": "2", "HOME": str(home)}
+        # gunicorn prefers $XDG_RUNTIME_DIR to ~/.gunicorn; without it the default is under HOME.
+        env.pop("XDG_RUNTIME_DIR", None)
+        server = start_server(env, tmp_path / "server.log")
+        server.wait_until_serving()
+        http_workers(psutil.Process(server.process.pid), 2)
+        assert not (home / ".gunicorn").exists()
+        assert list(home.rglob("*.ctl")) == []
+        assert server.stop() == 0, server.log()
+
+
 class TestPlainUvicorn:
     def test_uvicorn_with_log_ini_logs_the_request_line(
         self, database_url: str, server_env: dict[str, str], start_server: StartServer, tmp_path: Path
