@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import time
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -22,12 +21,6 @@ def gated_add_pairs(gate: tuple[str, int], lefts: Sequence[int], rights: Sequenc
     with socket.create_connection(gate, timeout=GATE_TIMEOUT) as connection:
         connection.sendall(f"{os.getpid()}\n".encode())
         connection.recv(1)
-    return [left + right for left, right in zip(lefts, rights, strict=True)]
-
-
-def slow_add_pairs(lefts: Sequence[int], rights: Sequence[int]) -> list[int]:
-    """Sleep, then add, so a test can kill the worker while it runs."""
-    time.sleep(30)
     return [left + right for left, right in zip(lefts, rights, strict=True)]
 
 

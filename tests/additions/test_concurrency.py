@@ -2,12 +2,14 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 
+from fastapi1.additions import dao
 from fastapi1.app import create_app
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database
@@ -32,6 +34,22 @@ async def rows_of(app: FastAPI, batch_id: str) -> tuple[int, int, int]:
     return counts[0], counts[1], counts[2]
 
 
+@pytest.fixture
+def both_at_the_insert(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hold each /add at the batch insert until two requests are there, so they truly overlap."""
+    barrier = asyncio.Barrier(2)
+    insert_batch = dao.insert_batch
+
+    async def insert_when_both_arrived(*args: Any, **kwargs: Any) -> bool:
+        # Run one after the other, the first would wait here alone and fail the test.
+        async with asyncio.timeout(10):
+            await barrier.wait()
+        return await insert_batch(*args, **kwargs)
+
+    monkeypatch.setattr(dao, "insert_batch", insert_when_both_arrived)
+
+
+@pytest.mark.usefixtures("both_at_the_insert")
 class TestConcurrentSameBatchId:
     async def test_same_payload_twice_at_once_stores_one_batch_and_answers_the_same(
         self, committing_app: FastAPI

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from fastapi1.app import create_app
 from fastapi1.config import Settings
@@ -30,6 +30,16 @@ async def app_with_writers(settings: Settings, own_database_url: str) -> AsyncIt
     async def write(name: str, session: WriteSession) -> None:
         await dao.insert_service(session, name, datetime.now(UTC))
 
+    @app.post("/write-then-fail-to-commit/{name}", status_code=201)
+    async def write_then_fail_to_commit(name: str, session: WriteSession) -> None:
+        await dao.insert_service(session, name, datetime.now(UTC))
+        # A deferred constraint is checked by COMMIT: the handler returns normally and only
+        # the session dependency's commit fails.
+        await session.execute(
+            text("CREATE TEMP TABLE twice (id int UNIQUE DEFERRABLE INITIALLY DEFERRED) ON COMMIT DROP")
+        )
+        await session.execute(text("INSERT INTO twice VALUES (1), (1)"))
+
     async with app.router.lifespan_context(app):
         yield app
 
@@ -47,7 +57,18 @@ class TestWriteSession:
             assert (await http.post("/write-then-fail/rolled-back")).status_code == 404
         assert await stored_services(app_with_writers, "rolled-back") == 0
 
-    async def test_a_successful_request_is_committed_before_the_response(self, app_with_writers: FastAPI) -> None:
+    async def test_a_successful_request_is_committed(self, app_with_writers: FastAPI) -> None:
         async with AsyncClient(transport=ASGITransport(app=app_with_writers), base_url="http://t") as http:
             assert (await http.post("/write/committed")).status_code == 201
             assert await stored_services(app_with_writers, "committed") == 1
+
+    async def test_the_commit_runs_before_the_response_so_a_failed_commit_is_no_201(
+        self, app_with_writers: FastAPI
+    ) -> None:
+        # The transport hands back what the app sent instead of re-raising: a commit after
+        # the response would show up here as the 201 already sent.
+        transport = ASGITransport(app=app_with_writers, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://t") as http:
+            response = await http.post("/write-then-fail-to-commit/uncommitted")
+        assert response.is_server_error, response
+        assert await stored_services(app_with_writers, "uncommitted") == 0
