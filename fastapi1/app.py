@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from fastapi1.additions.pool import ComputePool
 from fastapi1.additions.views import router as additions_router
+from fastapi1.bodies import BodyLimitMiddleware
 from fastapi1.config import LIMITS, Settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
@@ -66,12 +67,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Asynchronous notification service on FastAPI and PostgreSQL.",
         version="0.1.0",
         lifespan=lifespan,
-        max_body_size=LIMITS.max_body_bytes,
         # fastapi1.docs serves these pages with their assets, not from a CDN
         docs_url=None,
         redoc_url=None,
     )
     app.state.settings = settings or Settings()
+    # Added first, so it runs inside the request log and every 413 is logged.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=LIMITS.max_body_bytes)
     app.add_middleware(RequestLogMiddleware)
     install_error_handlers(app)
     install_docs(app)

@@ -1,21 +1,123 @@
-"""Request bodies validated straight from bytes, for the routes that carry large payloads.
+"""Request bodies: one way of reading JSON for every route, and the byte cap on bodies.
 
-FastAPI parses a JSON body with ``json.loads`` and then validates the Python objects;
-pydantic's ``validate_json`` does both in one pass in Rust, several times faster for a
-1,000-item list or 100,000 pairs. Errors keep FastAPI's 422 shape (``loc`` starts with
-``"body"``).
+Every route that takes a JSON body uses :class:`JsonBodyRoute`, so the same rules hold
+everywhere, and a bad body is always a 422 in FastAPI's shape:
+
+- the ``Content-Type`` must be ``application/json`` or ``application/*+json``;
+- the body is UTF-8 (a leading byte order mark is ignored), or UTF-16 or UTF-32 recognised
+  from its first bytes as ``json.loads`` does; bytes that do not decode are rejected;
+- the body is parsed and validated in one pass by pydantic's ``validate_json`` (in Rust,
+  several times faster than ``json.loads`` and then validating the Python objects, for a
+  1,000-item list or 100,000 pairs), which also refuses nesting deeper than its limit;
+- only the first errors are kept (see ``fastapi1.errors.ERRORS_SHOWN``).
+
+FastAPI's own reading differs on each point (any content type, 400 on bytes that are not
+UTF-8 or on deep nesting, every error sent back), so it only sees the already validated
+value here: the route hands it a request whose ``json()`` returns that value.
 """
 
-from typing import Any, TypeVar
+import codecs
+import json
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
-from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fastapi1.errors import ERRORS_SHOWN, BodyValidationError, ErrorMessage
+from fastapi1.responses import OrjsonResponse
 
 T = TypeVar("T")
 
+# Declared on every route that takes a body, with 422 (FastAPI adds that one itself).
+CONTENT_TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorMessage, "description": "The request body is larger than the limit (LIMIT_MAX_BODY_BYTES)"}
+}
+
+
+def body_error(kind: str, message: str, loc: tuple[str, ...] = ("body",)) -> BodyValidationError:
+    """A 422 about the body as a whole.
+
+    Args:
+        kind: The error ``type``.
+        message: The error ``msg``.
+        loc: Where the problem is.
+
+    Returns:
+        The exception to raise.
+    """
+    return BodyValidationError([{"type": kind, "loc": loc, "msg": message}], 1)
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` names JSON (``application/json`` or ``application/*+json``).
+
+    Args:
+        content_type: The header's value, if any.
+
+    Returns:
+        True for JSON, whatever the parameters (``charset=...``).
+    """
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    kind, _, subtype = media_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def json_text(body: bytes) -> bytes | str:
+    """The body as ``validate_json`` reads it: UTF-8 bytes as they are, other encodings decoded.
+
+    Args:
+        body: The raw body.
+
+    Returns:
+        UTF-8 bytes (without a byte order mark), or the text of a UTF-16 or UTF-32 body.
+
+    Raises:
+        BodyValidationError: When a UTF-16 or UTF-32 body does not decode.
+    """
+    encoding = json.detect_encoding(body)
+    if encoding == "utf-8":
+        return body
+    if encoding == "utf-8-sig":
+        return body[len(codecs.BOM_UTF8) :]
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError:
+        raise body_error("json_invalid", f"Invalid JSON: not valid {encoding.upper()}") from None
+
+
+def reread(adapter: TypeAdapter[Any], text: bytes | str, error: ValidationError) -> ValidationError:
+    """Give the standard library's parser a second look at a body pydantic's parser refused.
+
+    JSON that pydantic cannot represent, a lone surrogate escaped as ``"\\ud800"``, is read
+    by ``json.loads``; validating that names the field holding it, as for any other bad
+    value. Anything ``json.loads`` cannot read either keeps pydantic's error.
+
+    Args:
+        adapter: The type the body must have.
+        text: The body as given to ``validate_json``.
+        error: pydantic's ``json_invalid`` error.
+
+    Returns:
+        The error that locates the problem best.
+    """
+    try:
+        # Decoded strictly first: json.loads would let bytes that are not UTF-8 through.
+        adapter.validate_python(json.loads(text if isinstance(text, str) else text.decode()))
+    except ValidationError as located:
+        return located
+    except (ValueError, RecursionError):
+        pass
+    return error
+
 
 def parse_json_body(adapter: TypeAdapter[T], body: bytes) -> T:
-    """Validate a raw JSON body.
+    """Decode, parse and validate a raw JSON body in one pass.
 
     Args:
         adapter: The type the body must have.
@@ -25,25 +127,176 @@ def parse_json_body(adapter: TypeAdapter[T], body: bytes) -> T:
         The validated value.
 
     Raises:
-        RequestValidationError: When the body is not JSON or not of that type (a 422).
+        BodyValidationError: When the body is not JSON or not of that type (a 422); ``loc``
+            starts with ``"body"`` as in FastAPI's errors.
     """
+    text = json_text(body)
     try:
-        return adapter.validate_json(body)
+        return adapter.validate_json(text)
     except ValidationError as error:
-        errors = [{"type": item["type"], "loc": ("body", *item["loc"]), "msg": item["msg"]} for item in error.errors()]
-        raise RequestValidationError(errors) from None
+        # A body that does not parse has exactly one error; counting first spares building
+        # the error list of a 100,000-item body that parsed but did not validate.
+        if error.error_count() == 1 and error.errors(include_url=False)[0]["type"] == "json_invalid":
+            error = reread(adapter, text, error)
+        found = error.errors(include_url=False, include_context=False, include_input=False)
+        shown = [
+            {"type": item["type"], "loc": ("body", *item["loc"]), "msg": item["msg"]} for item in found[:ERRORS_SHOWN]
+        ]
+        raise BodyValidationError(shown, error.error_count()) from None
 
 
-def request_body_schema(schema: dict[str, Any], examples: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI ``requestBody`` of a route that reads its body itself.
+async def read_json_body(request: Request, adapter: TypeAdapter[T]) -> tuple[bytes, T]:
+    """Check the content type, read the body and validate it.
 
     Args:
-        schema: JSON schema of the body.
-        examples: Named OpenAPI examples.
+        request: The request.
+        adapter: The type the body must have.
 
     Returns:
-        The ``openapi_extra`` value for the route.
+        The raw body and the validated value.
+
+    Raises:
+        BodyValidationError: When the content type is not JSON, the body is empty or invalid.
     """
-    return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": schema, "examples": examples}}}
-    }
+    if not is_json_media_type(request.headers.get("content-type")):
+        raise body_error("content_type", "Content-Type must be application/json", ("header", "content-type"))
+    body = await request.body()
+    if not body:
+        raise body_error("missing", "Field required")
+    return body, parse_json_body(adapter, body)
+
+
+class ValidatedJsonRequest(Request):
+    """The request FastAPI's handler receives once the body has been read and validated here."""
+
+    def __init__(self, request: Request, body: bytes, value: object) -> None:
+        """Wrap a request whose body has been read.
+
+        Args:
+            request: The original request.
+            body: Its raw body.
+            value: The validated body.
+        """
+        super().__init__(request.scope, request.receive)
+        self.raw_body = body
+        self.value = value
+
+    async def body(self) -> bytes:
+        """The raw body, already read."""
+        return self.raw_body
+
+    async def json(self) -> Any:
+        """The validated body: FastAPI's own validation then accepts it as it is."""
+        return self.value
+
+
+class JsonBodyRoute(APIRoute):
+    """An APIRoute whose JSON body is read by :func:`read_json_body` (FastAPI's "custom route class").
+
+    The body parameter is declared as usual, so the OpenAPI document describes it; FastAPI
+    then validates the value already validated here, which for model instances (not
+    revalidated) and lists of them costs a type check per item.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, preceded by reading the body when the route has one.
+
+        Returns:
+            The request handler.
+        """
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+        # The parameter's type with its constraints (Body(max_length=...) lands in metadata).
+        field = self.body_field.field_info
+        body_type: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        adapter: TypeAdapter[Any] = TypeAdapter(body_type)
+
+        async def read_body_then_handle(request: Request) -> Response:
+            body, value = await read_json_body(request, adapter)
+            return await handler(ValidatedJsonRequest(request, body, value))
+
+        return read_body_then_handle
+
+
+class BodyLimitMiddleware:
+    """Refuse a request body over a byte cap with ``413 {"detail": ...}``, announced or streamed.
+
+    Starlette's limiter (FastAPI's ``max_body_size``) answers ``text/plain`` when the
+    ``Content-Length`` is over the cap but JSON when a chunked body goes over it; here
+    both are the same JSON. A declared length over the cap is refused before the
+    application runs; a streamed body is counted as it is read.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        """Wrap an ASGI application.
+
+        Args:
+            app: The application.
+            max_body_bytes: The largest body accepted.
+        """
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.detail = f"Request body is larger than {max_body_bytes} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request with its body counted.
+
+        Args:
+            scope: The ASGI connection scope.
+            receive: The ASGI receive channel.
+            send: The ASGI send channel.
+        """
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif self.declared_length(scope) > self.max_body_bytes:
+            await OrjsonResponse({"detail": self.detail}, status_code=413)(scope, receive, send)
+        else:
+            await self.app(scope, BodyCounter(receive, self.max_body_bytes, self.detail).receive, send)
+
+    @staticmethod
+    def declared_length(scope: Scope) -> int:
+        """The request's ``Content-Length``, 0 when absent or not a number.
+
+        Args:
+            scope: The ASGI connection scope.
+
+        Returns:
+            The declared length.
+        """
+        value = Headers(scope=scope).get("content-length", "")
+        return int(value) if value.isdigit() else 0
+
+
+class BodyCounter:
+    """A receive channel that raises 413 once more than a number of body bytes came through."""
+
+    def __init__(self, receive: Receive, max_body_bytes: int, detail: str) -> None:
+        """Wrap a receive channel.
+
+        Args:
+            receive: The ASGI receive channel.
+            max_body_bytes: The largest body accepted.
+            detail: The 413's message.
+        """
+        self.inner = receive
+        self.remaining = max_body_bytes
+        self.detail = detail
+
+    async def receive(self) -> Message:
+        """Receive the next message, counting body bytes.
+
+        Returns:
+            The message.
+
+        Raises:
+            HTTPException: 413 when the body went over the cap. An HTTPException, rather than
+                an AppError, because FastAPI's own body reading passes only those on intact;
+                its handler renders it as ``{"detail": ...}`` like every other error.
+        """
+        message = await self.inner()
+        if message["type"] == "http.request":
+            self.remaining -= len(message.get("body", b""))
+            if self.remaining < 0:
+                raise HTTPException(status_code=413, detail=self.detail)
+        return message

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -80,6 +81,32 @@ class ServiceUnavailable(AppError):
     log_cause = True
 
 
+class BodyValidationError(RequestValidationError):
+    """A rejected request body: the first errors found, and how many there were in all.
+
+    pydantic reports every bad item; only the first few are kept, so a 1 MB list of bad
+    items neither becomes a 10 MB answer nor 100,000 error objects held until rendered.
+    """
+
+    def __init__(self, errors: Sequence[Mapping[str, Any]], total: int) -> None:
+        """Keep the errors to show and the total count.
+
+        Args:
+            errors: The first errors, in FastAPI's shape (``type``, ``loc``, ``msg``).
+            total: How many errors the body had in all.
+        """
+        super().__init__(errors)
+        self.total = total
+
+
+# A 422 shows at most this many errors and then says how many more there were; strings
+# in ``loc`` (a personalization key is sent back as its own name) and ``msg`` are cut to
+# a few dozen characters, so a rejected request is never echoed back at its own size.
+ERRORS_SHOWN = 20
+LOC_CHARS = 64
+MSG_CHARS = 200
+
+
 # What the driver and the pool raise when PostgreSQL is down or unreachable.
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     OSError,
@@ -102,7 +129,53 @@ def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
     return {error.status_code: {"model": ErrorMessage, "description": error.__doc__} for error in errors}
 
 
-async def handle_app_error(request: Request, error: Exception) -> OrjsonResponse:
+def shorten(text: str, limit: int) -> str:
+    """Cut a string to ``limit`` characters, marking the cut with an ellipsis.
+
+    Args:
+        text: The string.
+        limit: Characters kept.
+
+    Returns:
+        The string, or its first ``limit`` characters followed by "…".
+    """
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def validation_error(error: Mapping[str, Any]) -> dict[str, Any]:
+    """One error in FastAPI's shape, its location and message bounded, without the input.
+
+    Args:
+        error: A pydantic or FastAPI error (``type``, ``loc``, ``msg``).
+
+    Returns:
+        The error as it is sent.
+    """
+    loc = [shorten(part, LOC_CHARS) if isinstance(part, str) else part for part in error["loc"]]
+    return {"type": error["type"], "loc": loc, "msg": shorten(error["msg"], MSG_CHARS)}
+
+
+def unprocessable_response(errors: Sequence[Mapping[str, Any]], total: int) -> Response:
+    """Render a 422 ``{"detail": [...]}``: the first ERRORS_SHOWN errors, then how many more.
+
+    ASCII-escaped JSON keeps any character a client sent (even a lone surrogate in a key)
+    renderable.
+
+    Args:
+        errors: The errors, first ones first.
+        total: How many errors there were in all (at least ``len(errors)``).
+
+    Returns:
+        The 422 response.
+    """
+    detail = [validation_error(error) for error in errors[:ERRORS_SHOWN]]
+    if total > len(detail):
+        more = total - len(detail)
+        detail.append({"type": "too_many_errors", "loc": detail[-1]["loc"][:1], "msg": f"{more} more errors not shown"})
+    return Response(json.dumps({"detail": detail}), status_code=422, media_type="application/json")
+
+
+async def handle_app_error(request: Request, error: Exception) -> Response:
     """Render an AppError as ``{"detail": message}`` with its status.
 
     Args:
@@ -114,8 +187,7 @@ async def handle_app_error(request: Request, error: Exception) -> OrjsonResponse
     """
     assert isinstance(error, AppError)
     if isinstance(error, Unprocessable):
-        detail = [{"type": "value_error", "loc": list(error.loc), "msg": error.message}]
-        return OrjsonResponse({"detail": detail}, status_code=error.status_code)
+        return unprocessable_response([{"type": "value_error", "loc": error.loc, "msg": error.message}], 1)
     if error.log_cause:
         logger.error("%s %s: %s", request.method, request.url.path, error.message, exc_info=error.__cause__)
     return OrjsonResponse({"detail": error.message}, status_code=error.status_code)
@@ -125,8 +197,7 @@ async def handle_request_validation(request: Request, error: Exception) -> Respo
     """Render a 422 in FastAPI's ``{"detail": [...]}`` shape without echoing the input back.
 
     FastAPI's own handler repeats each bad ``input``, which for a rejected 1,000-item list
-    sends the whole list back. ASCII-escaped JSON keeps any character a client sent (even
-    a lone surrogate in a key) renderable.
+    sends the whole list back.
 
     Args:
         request: The rejected request.
@@ -136,8 +207,8 @@ async def handle_request_validation(request: Request, error: Exception) -> Respo
         The 422 response.
     """
     assert isinstance(error, RequestValidationError)
-    detail = [{"type": item["type"], "loc": item["loc"], "msg": item["msg"]} for item in error.errors()]
-    return Response(json.dumps({"detail": detail}), status_code=422, media_type="application/json")
+    errors = error.errors()
+    return unprocessable_response(errors, error.total if isinstance(error, BodyValidationError) else len(errors))
 
 
 async def handle_database_unavailable(request: Request, error: Exception) -> OrjsonResponse:

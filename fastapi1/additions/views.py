@@ -13,11 +13,14 @@ from fastapi1.additions.schemas import (
     AddRequest,
     AddResponse,
 )
+from fastapi1.bodies import CONTENT_TOO_LARGE, JsonBodyRoute
 from fastapi1.db.session import ReadSession, WriteSession
-from fastapi1.errors import Conflict, NotFound, ProcessingError, responses
+from fastapi1.errors import Conflict, NotFound, ProcessingError, ServiceUnavailable, responses
 from fastapi1.models.additions import BATCH_ID_MAX
 
-router = APIRouter(tags=["additions"])
+router = APIRouter(tags=["additions"], route_class=JsonBodyRoute)
+
+ADD_ERRORS = responses(Conflict, ProcessingError, ServiceUnavailable) | CONTENT_TOO_LARGE
 
 
 def get_compute_pool(request: Request) -> ComputePool:
@@ -39,7 +42,7 @@ BatchIdPath = Annotated[str, Path(min_length=1, max_length=BATCH_ID_MAX, pattern
 @router.post(
     "/add",
     summary="Add pairs of integers on the process pool",
-    responses=responses(Conflict, ProcessingError),
+    responses=ADD_ERRORS,
 )
 async def add(request: AddRequest, session: WriteSession, pool: ComputePoolDep) -> AddResponse:
     """Add each pair; the result is stored under `batchid`. Sending the same `batchid` and payload
@@ -62,12 +65,12 @@ router.add_api_route(
     add,
     methods=["POST"],
     summary="Add pairs of integers (the original assignment's name for POST /add)",
-    responses=responses(Conflict, ProcessingError),
+    responses=ADD_ERRORS,
     operation_id="process_batch",
 )
 
 
-@router.get("/add/{batchid}", summary="Get a stored batch", responses=responses(NotFound))
+@router.get("/add/{batchid}", summary="Get a stored batch", responses=responses(NotFound, ServiceUnavailable))
 async def get_batch(batchid: BatchIdPath, session: ReadSession) -> AddResponse:
     """Return a stored batch, or 404.
 
@@ -82,7 +85,7 @@ async def get_batch(batchid: BatchIdPath, session: ReadSession) -> AddResponse:
     return await controller.get_batch(session, batchid)
 
 
-@router.post("/add_numbers", summary="Sum a list of integers", responses=responses(ProcessingError))
+@router.post("/add_numbers", summary="Sum a list of integers", responses=responses(ProcessingError) | CONTENT_TOO_LARGE)
 async def add_numbers(request: AddNumbersRequest, pool: ComputePoolDep) -> AddNumbersResponse:
     """Sum 1 to 100,000 signed 64-bit integers on the process pool.
 

@@ -3,12 +3,11 @@
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
-from pydantic import Field, TypeAdapter
+from fastapi import APIRouter, Body, Query
 
-from fastapi1.bodies import parse_json_body, request_body_schema
+from fastapi1.bodies import CONTENT_TOO_LARGE, JsonBodyRoute
 from fastapi1.db.session import ReadSession, WriteSession
-from fastapi1.errors import NotFound, responses
+from fastapi1.errors import NotFound, ServiceUnavailable, responses
 from fastapi1.notifications import controller
 from fastapi1.notifications.schemas import (
     MULTIPLE_EXAMPLE,
@@ -23,21 +22,13 @@ from fastapi1.notifications.schemas import (
 )
 from fastapi1.responses import OrjsonResponse
 
-router = APIRouter(prefix="/notifications/v1", tags=["notifications"])
+router = APIRouter(prefix="/notifications/v1", tags=["notifications"], route_class=JsonBodyRoute)
 
 UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid payload, or a personalization that lacks some placeholder of its template"}
 }
-NEW_NOTIFICATIONS = TypeAdapter(Annotated[list[NotificationCreate], Field(min_length=1, max_length=MULTIPLE_MAX)])
-MULTIPLE_BODY = request_body_schema(
-    {
-        "type": "array",
-        "items": {"$ref": "#/components/schemas/NotificationCreate"},
-        "minItems": 1,
-        "maxItems": MULTIPLE_MAX,
-    },
-    {"bands": {"summary": "Two notifications", "value": MULTIPLE_EXAMPLE}},
-)
+CREATE_ERRORS = responses(NotFound, ServiceUnavailable) | UNPROCESSABLE | CONTENT_TOO_LARGE
+READ_ERRORS = responses(NotFound, ServiceUnavailable)
 TEMPLATED_EXAMPLE: dict[str, Any] = {
     "to": "example@gmail.com",
     "personalization": {"band": "Incubus", "name": "Ada"},
@@ -50,7 +41,7 @@ TEMPLATED_EXAMPLE: dict[str, Any] = {
     status_code=201,
     summary="Create a notification",
     response_model=Notification,
-    responses=responses(NotFound) | UNPROCESSABLE,
+    responses=CREATE_ERRORS,
 )
 async def create_notification(
     item: Annotated[
@@ -84,30 +75,34 @@ async def create_notification(
     status_code=201,
     summary="Create 1 to 1,000 notifications at once",
     response_model=list[Notification],
-    responses=responses(NotFound) | UNPROCESSABLE,
-    openapi_extra=MULTIPLE_BODY,
+    responses=CREATE_ERRORS,
 )
-async def create_notifications(request: Request, session: WriteSession) -> OrjsonResponse:
+async def create_notifications(
+    items: Annotated[
+        list[NotificationCreate],
+        Body(
+            min_length=1,
+            max_length=MULTIPLE_MAX,
+            openapi_examples={"bands": {"summary": "Two notifications", "value": MULTIPLE_EXAMPLE}},
+        ),
+    ],
+    session: WriteSession,
+) -> OrjsonResponse:
     """Create all the notifications or none: one bad item rejects the list with a 422 naming its index.
     The response keeps the order of the request.
 
     \f
-    The body is read and validated here in one pass (see fastapi1.bodies), not by FastAPI.
-
     Args:
-        request: The request, for its raw body.
+        items: The notifications to create.
         session: The write session.
 
     Returns:
         The stored notifications, in request order.
     """
-    items = parse_json_body(NEW_NOTIFICATIONS, await request.body())
     return OrjsonResponse(await controller.create_notifications(session, items), status_code=201)
 
 
-@router.get(
-    "/{notification_id}", summary="Get a notification", response_model=Notification, responses=responses(NotFound)
-)
+@router.get("/{notification_id}", summary="Get a notification", response_model=Notification, responses=READ_ERRORS)
 async def get_notification(notification_id: uuid.UUID, session: ReadSession) -> OrjsonResponse:
     """Return one notification, 404 if absent, 422 if the id is not a UUID.
 
@@ -122,9 +117,7 @@ async def get_notification(notification_id: uuid.UUID, session: ReadSession) -> 
     return OrjsonResponse(await controller.get_notification(session, notification_id))
 
 
-@router.get(
-    "/", summary="List notifications, newest first", response_model=NotificationPage, responses=responses(NotFound)
-)
+@router.get("/", summary="List notifications, newest first", response_model=NotificationPage, responses=READ_ERRORS)
 async def list_notifications(
     session: ReadSession,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX, description="Page size, 1-250.")] = PAGE_LIMIT_DEFAULT,

@@ -4,15 +4,23 @@ import uuid
 
 from fastapi import APIRouter
 
+from fastapi1.bodies import CONTENT_TOO_LARGE, JsonBodyRoute
 from fastapi1.db.session import ReadSession, WriteSession
-from fastapi1.errors import Conflict, NotFound, responses
+from fastapi1.errors import Conflict, NotFound, ServiceUnavailable, responses
 from fastapi1.services import controller
 from fastapi1.services.schemas import Service, ServiceCreate, Template, TemplateCreate
 
-router = APIRouter(prefix="/services/v1", tags=["services"])
+router = APIRouter(prefix="/services/v1", tags=["services"], route_class=JsonBodyRoute)
+
+READ_ERRORS = responses(NotFound, ServiceUnavailable)
 
 
-@router.post("/", status_code=201, summary="Create a service", responses=responses(Conflict))
+@router.post(
+    "/",
+    status_code=201,
+    summary="Create a service",
+    responses=responses(Conflict, ServiceUnavailable) | CONTENT_TOO_LARGE,
+)
 async def create_service(new: ServiceCreate, session: WriteSession) -> Service:
     """Create a service; its name must be unique (409 otherwise).
 
@@ -27,7 +35,7 @@ async def create_service(new: ServiceCreate, session: WriteSession) -> Service:
     return Service.model_validate(await controller.create_service(session, new))
 
 
-@router.get("/{service_id}", summary="Get a service", responses=responses(NotFound))
+@router.get("/{service_id}", summary="Get a service", responses=READ_ERRORS)
 async def get_service(service_id: uuid.UUID, session: ReadSession) -> Service:
     """Return one service, or 404.
 
@@ -46,7 +54,7 @@ async def get_service(service_id: uuid.UUID, session: ReadSession) -> Service:
     "/{service_id}/templates",
     status_code=201,
     summary="Create a template in a service",
-    responses=responses(NotFound, Conflict),
+    responses=responses(NotFound, Conflict, ServiceUnavailable) | CONTENT_TOO_LARGE,
 )
 async def create_template(service_id: uuid.UUID, new: TemplateCreate, session: WriteSession) -> Template:
     """Create a template; the name must be unique within the service (409), the service must exist (404).
@@ -63,7 +71,7 @@ async def create_template(service_id: uuid.UUID, new: TemplateCreate, session: W
     return Template.model_validate(await controller.create_template(session, service_id, new))
 
 
-@router.get("/{service_id}/templates", summary="List a service's templates", responses=responses(NotFound))
+@router.get("/{service_id}/templates", summary="List a service's templates", responses=READ_ERRORS)
 async def list_templates(service_id: uuid.UUID, session: ReadSession) -> list[Template]:
     """Return the service's templates sorted by name, or 404 when the service does not exist.
 
@@ -78,7 +86,7 @@ async def list_templates(service_id: uuid.UUID, session: ReadSession) -> list[Te
     return [Template.model_validate(template) for template in await controller.list_templates(session, service_id)]
 
 
-@router.get("/{service_id}/templates/{template_id}", summary="Get a template", responses=responses(NotFound))
+@router.get("/{service_id}/templates/{template_id}", summary="Get a template", responses=READ_ERRORS)
 async def get_template(service_id: uuid.UUID, template_id: uuid.UUID, session: ReadSession) -> Template:
     """Return one template of the service, or 404.
 

@@ -1,0 +1,160 @@
+"""Every JSON-body route reads its body the same way: content type, encodings, nesting, errors."""
+
+import codecs
+import json
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+
+JSON = {"content-type": "application/json"}
+KEYS = [f"k{index}" for index in range(100)]
+
+
+def valid_bodies(service_id: str) -> dict[str, Any]:
+    """A valid body for each route that takes one (a new batch id and service name each time)."""
+    return {
+        "/notifications/v1/": {"to": "x"},
+        "/notifications/v1/multiple": [{"to": "x"}, {"to": "y"}],
+        "/services/v1/": {"name": "another service"},
+        f"/services/v1/{service_id}/templates": {"name": "t", "content": "Hello ((name))"},
+        "/add": {"batchid": "b1", "payload": [[1, 2]]},
+        "/process_batch": {"batchid": "b2", "payload": [[1, 2]]},
+        "/add_numbers": {"numbers": [1, 2]},
+    }
+
+
+ROUTES = [
+    "/notifications/v1/",
+    "/notifications/v1/multiple",
+    "/services/v1/",
+    "/services/v1/{service_id}/templates",
+    "/add",
+    "/process_batch",
+    "/add_numbers",
+]
+
+
+@pytest.fixture
+async def service_id(client: AsyncClient) -> str:
+    response = await client.post("/services/v1/", json={"name": "bodies"})
+    assert response.status_code == 201
+    return str(response.json()["id"])
+
+
+@pytest.fixture(params=ROUTES)
+def route(request: pytest.FixtureRequest, service_id: str) -> tuple[str, Any]:
+    """One body route, filled in, with a valid body for it."""
+    path = str(request.param).format(service_id=service_id)
+    return path, valid_bodies(service_id)[path]
+
+
+def assert_one_body_error(response: Any, kind: str, loc: list[str | int]) -> None:
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert (error["type"], error["loc"]) == (kind, loc)
+    assert set(error) == {"type", "loc", "msg"}
+
+
+class TestContentType:
+    @pytest.mark.parametrize(
+        "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/jsonx", "json"]
+    )
+    async def test_a_body_that_is_not_declared_json_is_422_everywhere(
+        self, client: AsyncClient, route: tuple[str, Any], content_type: str | None
+    ) -> None:
+        path, body = route
+        headers = {"content-type": content_type} if content_type else {}
+        response = await client.post(path, content=json.dumps(body).encode(), headers=headers)
+        assert_one_body_error(response, "content_type", ["header", "content-type"])
+
+    @pytest.mark.parametrize(
+        "content_type", ["application/json", "Application/JSON; charset=utf-8", "application/vnd.fastapi1+json"]
+    )
+    async def test_json_and_json_suffixed_types_are_accepted_everywhere(
+        self, client: AsyncClient, route: tuple[str, Any], content_type: str
+    ) -> None:
+        path, body = route
+        response = await client.post(path, content=json.dumps(body).encode(), headers={"content-type": content_type})
+        assert response.status_code in {200, 201}, response.text
+
+
+class TestEncodings:
+    @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+    async def test_utf8_with_a_bom_utf16_and_utf32_are_accepted_everywhere(
+        self, client: AsyncClient, route: tuple[str, Any], encoding: str
+    ) -> None:
+        path, body = route
+        response = await client.post(path, content=json.dumps(body).encode(encoding), headers=JSON)
+        assert response.status_code in {200, 201}, response.text
+
+    @pytest.mark.parametrize(
+        "content",
+        [
+            b'{"to": "\xff"}',
+            b'[{"to": "\xc3"}]',
+            b'{"name": "\xed\xa0\x80"}',
+            codecs.BOM_UTF16_LE + b"{\x00\x00\xd8",
+        ],
+    )
+    async def test_bytes_that_do_not_decode_are_422_not_400_everywhere(
+        self, client: AsyncClient, route: tuple[str, Any], content: bytes
+    ) -> None:
+        response = await client.post(route[0], content=content, headers=JSON)
+        assert_one_body_error(response, "json_invalid", ["body"])
+
+
+class TestSyntax:
+    @pytest.mark.parametrize("content", [b"not json", b'{"to": ', b"{'to': 'x'}", b"[1, 2,]", b'{"a": 1} x'])
+    async def test_a_body_that_is_not_json_is_422_in_one_shape_everywhere(
+        self, client: AsyncClient, route: tuple[str, Any], content: bytes
+    ) -> None:
+        response = await client.post(route[0], content=content, headers=JSON)
+        assert_one_body_error(response, "json_invalid", ["body"])
+        assert response.json()["detail"][0]["msg"].startswith("Invalid JSON: ")
+
+    async def test_an_empty_body_is_422_field_required_everywhere(
+        self, client: AsyncClient, route: tuple[str, Any]
+    ) -> None:
+        response = await client.post(route[0], content=b"", headers=JSON)
+        assert_one_body_error(response, "missing", ["body"])
+
+    @pytest.mark.parametrize("depth", [250, 5_000, 100_000])
+    async def test_deep_nesting_is_422_not_400_everywhere(
+        self, client: AsyncClient, route: tuple[str, Any], depth: int
+    ) -> None:
+        response = await client.post(route[0], content=b"[" * depth + b"]" * depth, headers=JSON)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"][0] == "body"
+
+    async def test_a_lone_surrogate_in_a_list_item_is_422_naming_the_item_and_field(self, client: AsyncClient) -> None:
+        response = await client.post(
+            "/notifications/v1/multiple", content=b'[{"to": "x"}, {"to": "\\ud800"}]', headers=JSON
+        )
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", 1, "to"]
+
+
+class TestErrorCount:
+    @pytest.mark.parametrize(
+        ("path", "body", "errors"),
+        [
+            ("/notifications/v1/multiple", [{"to": "x", "personalization": dict.fromkeys(KEYS, 1)}] * 1_000, 100_000),
+            ("/add_numbers", {"numbers": ["x"] * 100_000}, 100_000),
+            ("/add", {"batchid": "b", "payload": [[True, None]] * 50_000}, 100_000),
+        ],
+    )
+    async def test_a_body_with_many_errors_gets_the_first_20_and_a_count_of_the_rest(
+        self, client: AsyncClient, path: str, body: Any, errors: int
+    ) -> None:
+        response = await client.post(path, json=body)
+        assert response.status_code == 422
+        assert len(response.content) < 5_000
+        detail = response.json()["detail"]
+        assert len(detail) == 21
+        assert detail[-1] == {"type": "too_many_errors", "loc": ["body"], "msg": f"{errors - 20} more errors not shown"}
+
+    async def test_twenty_errors_are_all_shown_without_a_count(self, client: AsyncClient) -> None:
+        response = await client.post("/add_numbers", json={"numbers": ["x"] * 20})
+        detail = response.json()["detail"]
+        assert [error["loc"] for error in detail] == [["body", "numbers", index] for index in range(20)]
