@@ -1,10 +1,27 @@
-"""The OpenAPI document is a usable manual: summaries, examples, declared errors."""
+"""The OpenAPI document is a usable manual: summaries, examples, declared errors, exact bounds."""
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from httpx import AsyncClient
+
+from fastapi1.additions.schemas import AddNumbersRequest, AddRequest
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+NUMERIC_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+
+
+def integer_schemas(node: object) -> Iterator[dict[str, Any]]:
+    """Every schema of ``"type": "integer"`` anywhere in the document."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            yield node
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            yield from integer_schemas(item)
 
 
 @pytest.fixture
@@ -60,3 +77,34 @@ class TestOpenApi:
         assert "Incubus" in single
         assert "Korn" in multiple
         assert "Soundgarden" in multiple
+
+
+class TestIntegerBounds:
+    """Bounds are exact integers, so a generated client refuses exactly what the server refuses."""
+
+    async def test_signed_64_bit_bounds_are_exact_integers(self, client: AsyncClient) -> None:
+        # Parsed by hand: json.loads keeps integers exact, and a float would show as one.
+        document = json.loads((await client.get("/openapi.json")).content)
+        schemas = document["components"]["schemas"]
+        numbers = schemas["AddNumbersRequest"]["properties"]["numbers"]["items"]
+        pairs = schemas["AddRequest"]["properties"]["payload"]["items"]["prefixItems"]
+        for bounded in (numbers, *pairs):
+            assert (bounded["minimum"], bounded["maximum"], bounded["format"]) == (INT64_MIN, INT64_MAX, "int64")
+            assert type(bounded["minimum"]) is int
+            assert type(bounded["maximum"]) is int
+        assert b'"maximum":9223372036854775807' in (await client.get("/openapi.json")).content
+
+    async def test_no_integer_schema_anywhere_has_a_float_bound(self, openapi: dict[str, Any]) -> None:
+        found = [
+            schema for schema in integer_schemas(openapi) if any(keyword in schema for keyword in NUMERIC_KEYWORDS)
+        ]
+        assert len(found) >= 4
+        for schema in found:
+            assert all(type(schema[key]) is int for key in NUMERIC_KEYWORDS if key in schema), schema
+
+    @pytest.mark.parametrize("model", [AddRequest, AddNumbersRequest])
+    async def test_the_document_carries_the_bounds_pydantic_validates_with(
+        self, openapi: dict[str, Any], model: type[AddRequest | AddNumbersRequest]
+    ) -> None:
+        exact = model.model_json_schema()
+        assert openapi["components"]["schemas"][model.__name__]["properties"] == exact["properties"]

@@ -13,8 +13,9 @@ INT64_MAX = 2**63 - 1
 BATCH_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
 
 BatchId = Annotated[str, StringConstraints(min_length=1, max_length=BATCH_ID_MAX, pattern=BATCH_ID_PATTERN)]
-# Strict: 1.0, true and "1" are not integers here.
-Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+# Strict: 1.0, true and "1" are not integers here. The OpenAPI format tells clients to use a
+# 64-bit integer type (and lets fastapi1.app restore the exact bounds FastAPI turns to floats).
+Int64 = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX, json_schema_extra={"format": "int64"})]
 Pair = tuple[Int64, Int64]
 
 
