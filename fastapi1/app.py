@@ -3,9 +3,7 @@
 import asyncio
 import contextlib
 import gc
-import math
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -19,6 +17,7 @@ from fastapi1.docs import install_docs
 from fastapi1.errors import install_error_handlers
 from fastapi1.logging import RequestLogMiddleware
 from fastapi1.notifications.views import router as notifications_router
+from fastapi1.openapi import Fastapi1
 from fastapi1.services.views import router as services_router
 from fastapi1.status.views import router as status_router
 
@@ -53,61 +52,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gc.collect()
         gc.freeze()
         yield
-
-
-# JSON Schema keywords that FastAPI's OpenAPI models (fastapi/openapi/models.py, Schema) type
-# as float: validating the finished document through them turns every integer bound under
-# components/schemas into a float, and beyond 2**53 into another number: 2**63 - 1 comes out
-# as 9.223372036854776e18, which is 2**63, so a generated client accepts what the server
-# rejects. Paths are typed Any there and keep pydantic's exact integers.
-# See fastapi/fastapi#3355 and #9517.
-NUMERIC_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
-# The formats' own ranges: the float FastAPI made of a bound at an end of its format's range
-# can only have been that end.
-INTEGER_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
-
-
-def exact_integer_bounds(schema: dict[str, Any]) -> None:
-    """Give an integer schema's numeric keywords back their integer values, in place.
-
-    Args:
-        schema: A JSON schema of ``"type": "integer"``.
-    """
-    # Without a format there is no range, and nothing to clamp to.
-    low, high = INTEGER_RANGES.get(schema.get("format", ""), (-math.inf, math.inf))
-    for keyword in NUMERIC_KEYWORDS:
-        value = schema.get(keyword)
-        if isinstance(value, float) and value.is_integer():
-            schema[keyword] = min(max(int(value), low), high)
-
-
-def exact_integers(node: object) -> None:
-    """Apply :func:`exact_integer_bounds` to every integer schema under ``node``.
-
-    Args:
-        node: Part of the OpenAPI document.
-    """
-    if isinstance(node, dict):
-        if node.get("type") == "integer":
-            exact_integer_bounds(node)
-        node = list(node.values())
-    if isinstance(node, list):
-        for item in node:
-            exact_integers(item)
-
-
-class Fastapi1(FastAPI):
-    """FastAPI, with an OpenAPI document whose integer bounds are integers."""
-
-    def openapi(self) -> dict[str, Any]:
-        """The OpenAPI document (built once by FastAPI; corrected in place, which is idempotent).
-
-        Returns:
-            The document.
-        """
-        document = super().openapi()
-        exact_integers(document.get("components"))
-        return document
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
