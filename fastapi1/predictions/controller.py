@@ -1,0 +1,110 @@
+"""Prediction logic: a request becomes rows keyed for batching; the answers become its response."""
+
+import contextlib
+import functools
+import time
+from collections.abc import AsyncIterator
+from typing import cast
+
+from fastapi1.config import Settings
+from fastapi1.predictions.backends import BatchKey, Result, Row, call_backend, open_backend
+from fastapi1.predictions.batcher import Batcher, BatchPolicy
+from fastapi1.predictions.schemas import AgentRequest, ClientAnswer, ClientRequest, TextAnswer, TextRequest
+
+PredictionBatcher = Batcher[BatchKey, Row, Result]
+
+
+@contextlib.asynccontextmanager
+async def open_gateway(settings: Settings) -> AsyncIterator[PredictionBatcher]:
+    """Open the configured backend and the batcher in front of it.
+
+    Args:
+        settings: Backend and batching settings.
+
+    Yields:
+        The running batcher; on exit it stops before the backend closes.
+    """
+    async with (
+        open_backend(settings) as backend,
+        Batcher(BatchPolicy.from_settings(settings), functools.partial(call_backend, backend)) as batcher,
+    ):
+        yield batcher
+
+
+def agent_key(agent: AgentRequest) -> BatchKey:
+    """The batch an agent's row joins: same model, same agent type, same observation length.
+
+    Args:
+        agent: The agent.
+
+    Returns:
+        Its key.
+    """
+    return BatchKey("agents", agent.nn_model_name, agent.agent_type, len(agent.observations))
+
+
+def text_key(model_name: str) -> BatchKey:
+    """The batch every text joins: the text model's.
+
+    Args:
+        model_name: The text model.
+
+    Returns:
+        Its key.
+    """
+    return BatchKey("text", model_name, None, 0)
+
+
+async def predict_agents(batcher: PredictionBatcher, request: ClientRequest, received_at: float) -> ClientAnswer:
+    """Act for each of the client's agents, batched with other clients' agents.
+
+    Args:
+        batcher: The batcher.
+        request: The client's agents.
+        received_at: ``time.perf_counter()`` when the request arrived.
+
+    Returns:
+        Each agent with its action, and the seconds since arrival.
+    """
+    agents = request.observations
+    results = await batcher.run([(agent_key(agent), agent.observations) for agent in agents.values()])
+    # Agent keys reach Backend.predict, whose actions call_backend checked as finite floats.
+    actions = cast(list[float], results)
+    return {
+        "actions": {name: {"action": action} for name, action in zip(agents, actions, strict=True)},
+        "response_time": time.perf_counter() - received_at,
+    }
+
+
+async def predict_text(batcher: PredictionBatcher, request: TextRequest, model_name: str) -> TextAnswer:
+    """Run the text model on the input, batched with other clients' texts.
+
+    Args:
+        batcher: The batcher.
+        request: The text.
+        model_name: The text model.
+
+    Returns:
+        The input and the model's result.
+    """
+    (result,) = await batcher.run([(text_key(model_name), request.input)])
+    return {"input": request.input, "result": cast(str, result)}
+
+
+async def predict(
+    batcher: PredictionBatcher, request: ClientRequest | TextRequest, received_at: float, text_model: str
+) -> ClientAnswer | TextAnswer:
+    """Answer either body.
+
+    Args:
+        batcher: The batcher.
+        request: The agents or the text.
+        received_at: ``time.perf_counter()`` when the request arrived.
+        text_model: The model for the text body.
+
+    Returns:
+        The answer for that body.
+    """
+    if isinstance(request, TextRequest):
+        return await predict_text(batcher, request, text_model)
+    return await predict_agents(batcher, request, received_at)

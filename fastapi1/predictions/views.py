@@ -1,0 +1,210 @@
+"""Routes of the prediction gateway: ``POST /predict`` and its alias ``POST /schedule``."""
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar, cast
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import Response
+
+from fastapi1.bodies import parse_json_body, request_body_schema
+from fastapi1.config import SettingsDep
+from fastapi1.errors import BackendFailed, NotImplementedYet, Overloaded, responses
+from fastapi1.predictions import controller
+from fastapi1.predictions.controller import PredictionBatcher
+from fastapi1.predictions.schemas import (
+    AGENTS_EXAMPLE,
+    BODY_TAGS,
+    PREDICTION_REQUEST,
+    TEXT_EXAMPLE,
+    ClientRequest,
+    ClientResponse,
+    TextRequest,
+    TextResponse,
+)
+from fastapi1.responses import OrjsonResponse
+
+router = APIRouter(tags=["predictions"])
+
+T = TypeVar("T")
+
+# nginx's code for "the client closed the request": nobody reads it, the request log does.
+CLIENT_CLOSED_REQUEST = 499
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = responses(BackendFailed, Overloaded, NotImplementedYet) | {
+    422: {"description": "Invalid body: the field and item are named in `detail`"}
+}
+
+
+def get_batcher(request: Request) -> PredictionBatcher:
+    """Return the batcher the lifespan started.
+
+    Args:
+        request: The current request.
+
+    Returns:
+        The application's batcher.
+    """
+    return cast(PredictionBatcher, request.app.state.batcher)
+
+
+BatcherDep = Annotated[PredictionBatcher, Depends(get_batcher)]
+AsyncModeHeader = Annotated[
+    str | None,
+    Header(
+        alias="Async-Mode",
+        description="`true` asks for a stored job answered `202` (seed 002); not available yet, so `501`.",
+    ),
+]
+
+
+def inline_refs(schema: Any, definitions: dict[str, Any]) -> Any:
+    """Replace the ``$ref`` of a JSON schema by the definitions they name.
+
+    A route that reads its own body has no place in the document's components for its
+    models, and a ``$defs`` inside a request body would be resolved against the whole document.
+
+    Args:
+        schema: A schema or a part of one.
+        definitions: The schema's ``$defs``.
+
+    Returns:
+        The schema without references.
+    """
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return inline_refs(definitions[schema["$ref"].rsplit("/", 1)[-1]], definitions)
+        return {key: inline_refs(value, definitions) for key, value in schema.items() if key != "$defs"}
+    if isinstance(schema, list):
+        return [inline_refs(item, definitions) for item in schema]
+    return schema
+
+
+PREDICTION_SCHEMA = PREDICTION_REQUEST.json_schema()
+PREDICTION_BODY = request_body_schema(
+    inline_refs(PREDICTION_SCHEMA, PREDICTION_SCHEMA.get("$defs", {})),
+    {
+        "agents": {"summary": "Agents (the batching gateway's body)", "value": AGENTS_EXAMPLE},
+        "text": {"summary": "Text (the job API's body)", "value": TEXT_EXAMPLE},
+    },
+)
+
+
+def untagged(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop the union's tag from an error location: ``("body", "agents", "run_slug")`` -> ``("body", "run_slug")``.
+
+    Args:
+        loc: The location, ``"body"`` first.
+
+    Returns:
+        The location as a plain body's error would give it.
+    """
+    return (loc[0], *loc[2:]) if len(loc) > 1 and loc[1] in BODY_TAGS else loc
+
+
+async def read_prediction_request(request: Request) -> ClientRequest | TextRequest:
+    """Read and validate either body in one pass (see fastapi1.bodies).
+
+    Args:
+        request: The request, for its raw body.
+
+    Returns:
+        The agents or the text body.
+
+    Raises:
+        RequestValidationError: A 422 whose ``loc`` names the field as for a plain body,
+            without the union's tag.
+    """
+    try:
+        return parse_json_body(PREDICTION_REQUEST, await request.body())
+    except RequestValidationError as error:
+        raise RequestValidationError([{**item, "loc": untagged(item["loc"])} for item in error.errors()]) from None
+
+
+async def disconnected(request: Request) -> None:
+    """Return when the client has gone away.
+
+    Args:
+        request: A request whose body was read.
+    """
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T | None:
+    """Await ``work``, but cancel it if the client disconnects first, so its rows leave the queue.
+
+    uvicorn does not cancel a handler whose client went away, and a prediction may wait for
+    seconds: the route listens for ``http.disconnect`` itself.
+
+    Args:
+        request: The request, whose body was read.
+        work: What answers it.
+
+    Returns:
+        The answer, or None when the client left first.
+    """
+    answer = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(disconnected(request))
+    try:
+        await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        answer.cancel()
+        gone.cancel()
+        # Neither task outlives the request, whatever ended the wait.
+        await asyncio.wait((answer, gone))
+    return None if answer.cancelled() else answer.result()
+
+
+@router.post(
+    "/predict",
+    summary="Predict: actions for a client's agents, or a result for a text",
+    response_model=ClientResponse | TextResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=PREDICTION_BODY,
+)
+async def predict(
+    request: Request, batcher: BatcherDep, settings: SettingsDep, async_mode: AsyncModeHeader = None
+) -> Response:
+    """Answer the agents body with an action per agent, or the text body with the text model's
+    result. Rows of all clients are batched per model, agent type and observation length; a
+    batch leaves when it holds `BATCH_MAX_SIZE` rows or its oldest row has waited
+    `BATCH_MAX_WAIT_MS`. A failed batch answers its clients 502; a full queue answers 503 with
+    `Retry-After`.
+
+    \f
+    Args:
+        request: The request, for its raw body.
+        batcher: The batcher.
+        settings: The settings (the text model's name).
+        async_mode: The ``Async-Mode`` header.
+
+    Returns:
+        The answer.
+
+    Raises:
+        NotImplementedYet: For ``Async-Mode: true``.
+    """
+    received_at = time.perf_counter()
+    if async_mode is not None and async_mode.strip().lower() == "true":
+        raise NotImplementedYet("Async-Mode: true is not available yet; send the request without it")
+    body = await read_prediction_request(request)
+    answer = await unless_disconnected(
+        request, controller.predict(batcher, body, received_at, settings.text_model_name)
+    )
+    if answer is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return OrjsonResponse(answer)
+
+
+router.add_api_route(
+    "/schedule",
+    predict,
+    methods=["POST"],
+    summary="Predict (the original load script's name for POST /predict)",
+    response_model=ClientResponse | TextResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=PREDICTION_BODY,
+    operation_id="schedule",
+)
