@@ -233,7 +233,9 @@ class Batcher(Generic[K, R, T]):
         if not self.accepting:
             raise ServiceUnavailable("The prediction service is shutting down")
         if self.queued_rows + len(items) > self.policy.max_queue:
-            raise Overloaded(f"Too many predictions waiting ({self.queued_rows} rows); retry later", self.retry_after())
+            raise Overloaded(
+                f"Prediction queue full (rows waiting: {self.queued_rows}); retry later", self.retry_after()
+            )
         loop = asyncio.get_running_loop()
         ticket: Ticket[R, T] = Ticket(loop.create_future(), [None] * len(items), len(items))
         now = loop.time()
