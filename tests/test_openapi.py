@@ -33,6 +33,8 @@ class TestOpenApi:
             ("get", "/services/v1/{service_id}/templates", {"200", "404"}),
             ("get", "/services/v1/{service_id}/templates/{template_id}", {"200", "404"}),
             ("get", "/status/ready", {"200", "503"}),
+            ("post", "/predict", {"200", "422", "501", "502", "503"}),
+            ("post", "/schedule", {"200", "422", "501", "502", "503"}),
         ],
     )
     async def test_error_responses_are_declared(
@@ -46,3 +48,12 @@ class TestOpenApi:
         assert "Incubus" in single
         assert "Korn" in multiple
         assert "Soundgarden" in multiple
+
+    async def test_the_prediction_bodies_are_documented_without_dangling_references(
+        self, openapi: dict[str, Any]
+    ) -> None:
+        body = openapi["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+        assert "$ref" not in json.dumps(body["schema"])
+        assert set(body["examples"]) == {"agents", "text"}
+        assert "foundation-v1" in json.dumps(body["examples"])
+        assert {"Async-Mode"} <= {parameter["name"] for parameter in openapi["paths"]["/predict"]["post"]["parameters"]}

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import functools
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -84,9 +85,9 @@ async def serving(app: FastAPI, batcher: PredictionBatcher) -> AsyncIterator[Asy
         app.dependency_overrides.pop(get_batcher, None)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` on every loop turn until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll ``condition`` every millisecond until it holds, failing after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.001)
@@ -102,3 +103,10 @@ def agents_body(agents: dict[str, tuple[list[float], str | None, str]], client_i
             for name, (observations, agent_type, model) in agents.items()
         },
     }
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -243,7 +243,7 @@ class TestFailures:
         backend = RecordingBackend()
         backend.hold()
         async with batcher_over(backend, max_wait_s=0, call_timeout_s=0.05) as batcher:
-            with pytest.raises(BackendFailed, match="no answer within 0.05 s"):
+            with pytest.raises(BackendFailed, match=r"no answer within 0\.05 s"):
                 await batcher.run([(key(), [1.0])])
 
     async def test_an_action_that_is_not_finite_fails_the_batch(self) -> None:
