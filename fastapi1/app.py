@@ -23,7 +23,7 @@ from fastapi1.status.views import router as status_router
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the database engines (and the embedded server if needed), the process pool and the batcher.
+    """Open the database engines (and the embedded server if needed), the process pool and the prediction gateway.
 
     Everything is closed in reverse order when the application stops.
 
@@ -45,7 +45,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(asyncio.to_thread, pool.shutdown)
         await pool.warm_up()
         app.state.compute_pool = pool
-        app.state.batcher = await stack.enter_async_context(open_gateway(settings))
+        app.state.gateway = await stack.enter_async_context(open_gateway(settings))
         # Everything alive now (modules, routes, compiled statements, pools) lives until exit:
         # frozen, the cyclic garbage collector stops re-scanning it on every collection, which
         # under load showed up as latency spikes (p99 of GET by id 130 ms -> 35 ms, same run).

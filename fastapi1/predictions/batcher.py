@@ -80,13 +80,13 @@ class BatchPolicy:
 
 
 @dataclass(eq=False, slots=True)
-class Ticket(Generic[R, T]):
+class Ticket(Generic[K, R, T]):
     """One request: its result slots, filled by position as its batches come back."""
 
     future: asyncio.Future[list[T]]
     results: list[T | None]
     missing: int
-    parts: list["Part[R, T]"] = field(default_factory=list)
+    parts: list["Part[K, R, T]"] = field(default_factory=list)
 
     def fill(self, positions: Sequence[int], results: Sequence[T]) -> None:
         """Store results at their positions; answer the request when none is missing.
@@ -105,11 +105,11 @@ class Ticket(Generic[R, T]):
 
 
 @dataclass(eq=False, slots=True)
-class Part(Generic[R, T]):
+class Part(Generic[K, R, T]):
     """A request's rows for one key, cut into batches front to back."""
 
-    ticket: Ticket[R, T]
-    group: "Group[R, T]"
+    ticket: Ticket[K, R, T]
+    group: "Group[K, R, T]"
     rows: list[R]
     positions: list[int]
     admitted_at: float
@@ -117,16 +117,16 @@ class Part(Generic[R, T]):
 
 
 @dataclass(eq=False, slots=True)
-class Group(Generic[R, T]):
+class Group(Generic[K, R, T]):
     """The parts waiting for one key, oldest first."""
 
-    key: Hashable
-    parts: OrderedDict[Part[R, T], None] = field(default_factory=OrderedDict)
+    key: K
+    parts: OrderedDict[Part[K, R, T], None] = field(default_factory=OrderedDict)
     rows: int = 0
     timer: asyncio.TimerHandle | None = None
 
 
-Segment = tuple[Part[R, T], int, int]
+Segment = tuple[Part[K, R, T], int, int]
 
 
 def split_by_key(items: Sequence[tuple[K, R]]) -> dict[K, tuple[list[R], list[int]]]:
@@ -160,10 +160,10 @@ class Batcher(Generic[K, R, T]):
         """
         self.policy = policy
         self.call = call
-        self.groups: dict[K, Group[R, T]] = {}
+        self.groups: dict[K, Group[K, R, T]] = {}
         # Due groups, in the order they fell due: the queue for call slots.
-        self.due: OrderedDict[Group[R, T], None] = OrderedDict()
-        self.tickets: set[Ticket[R, T]] = set()
+        self.due: OrderedDict[Group[K, R, T], None] = OrderedDict()
+        self.tickets: set[Ticket[K, R, T]] = set()
         self.tasks = asyncio.TaskGroup()
         self.running: set[asyncio.Task[None]] = set()
         self.queued_rows = 0
@@ -193,7 +193,7 @@ class Batcher(Generic[K, R, T]):
         """
         self.accepting = False
         for group in self.groups.values():
-            self.cancel_timer(group)
+            self._cancel_timer(group)
         self.groups.clear()
         self.due.clear()
         for ticket in list(self.tickets):
@@ -217,7 +217,7 @@ class Batcher(Generic[K, R, T]):
             return []
         return await self.admit(items).future
 
-    def admit(self, items: Sequence[tuple[K, R]]) -> Ticket[R, T]:
+    def admit(self, items: Sequence[tuple[K, R]]) -> Ticket[K, R, T]:
         """Queue all of a request's rows, or none.
 
         Args:
@@ -234,20 +234,20 @@ class Batcher(Generic[K, R, T]):
             raise ServiceUnavailable("The prediction service is shutting down")
         if self.queued_rows + len(items) > self.policy.max_queue:
             raise Overloaded(
-                f"Prediction queue full (rows waiting: {self.queued_rows}); retry later", self.retry_after()
+                f"Prediction queue full (rows waiting: {self.queued_rows}); retry later", self._retry_after()
             )
         loop = asyncio.get_running_loop()
-        ticket: Ticket[R, T] = Ticket(loop.create_future(), [None] * len(items), len(items))
+        ticket: Ticket[K, R, T] = Ticket(loop.create_future(), [None] * len(items), len(items))
         now = loop.time()
         for key, (rows, positions) in split_by_key(items).items():
-            self.enqueue(ticket, key, rows, positions, now)
+            self._enqueue(ticket, key, rows, positions, now)
         self.queued_rows += len(items)
         self.tickets.add(ticket)
-        ticket.future.add_done_callback(functools.partial(self.on_ticket_done, ticket))
-        self.dispatch()
+        ticket.future.add_done_callback(functools.partial(self._on_ticket_done, ticket))
+        self._dispatch()
         return ticket
 
-    def enqueue(self, ticket: Ticket[R, T], key: K, rows: list[R], positions: list[int], now: float) -> None:
+    def _enqueue(self, ticket: Ticket[K, R, T], key: K, rows: list[R], positions: list[int], now: float) -> None:
         """Append a request's rows to the group of their key.
 
         Args:
@@ -264,9 +264,9 @@ class Batcher(Generic[K, R, T]):
         group.parts[part] = None
         group.rows += len(rows)
         ticket.parts.append(part)
-        self.settle(group, now)
+        self._settle(group, now)
 
-    def deadline(self, group: Group[R, T]) -> float:
+    def _deadline(self, group: Group[K, R, T]) -> float:
         """When the group's oldest row has waited long enough.
 
         Args:
@@ -277,7 +277,7 @@ class Batcher(Generic[K, R, T]):
         """
         return next(iter(group.parts)).admitted_at + self.policy.max_wait_s
 
-    def settle(self, group: Group[R, T], now: float) -> None:
+    def _settle(self, group: Group[K, R, T], now: float) -> None:
         """Put a group where its state says: gone when empty, queued when due, else timed.
 
         Args:
@@ -285,28 +285,28 @@ class Batcher(Generic[K, R, T]):
             now: The current loop time.
         """
         if not group.parts:
-            self.forget(group)
-        elif group.rows >= self.policy.max_size or self.deadline(group) <= now:
-            self.cancel_timer(group)
+            self._forget(group)
+        elif group.rows >= self.policy.max_size or self._deadline(group) <= now:
+            self._cancel_timer(group)
             self.due[group] = None
         else:
             self.due.pop(group, None)
-            self.arm_timer(group)
+            self._arm_timer(group)
 
-    def arm_timer(self, group: Group[R, T]) -> None:
+    def _arm_timer(self, group: Group[K, R, T]) -> None:
         """Keep one timer per waiting group, at its oldest row's deadline.
 
         Args:
             group: A group that is not due.
         """
-        deadline = self.deadline(group)
+        deadline = self._deadline(group)
         if group.timer is not None:
             if group.timer.when() == deadline:
                 return
             group.timer.cancel()
-        group.timer = asyncio.get_running_loop().call_at(deadline, self.on_deadline, group, deadline)
+        group.timer = asyncio.get_running_loop().call_at(deadline, self._on_deadline, group, deadline)
 
-    def cancel_timer(self, group: Group[R, T]) -> None:
+    def _cancel_timer(self, group: Group[K, R, T]) -> None:
         """Drop the group's timer, if any.
 
         Args:
@@ -316,7 +316,7 @@ class Batcher(Generic[K, R, T]):
             group.timer.cancel()
             group.timer = None
 
-    def on_deadline(self, group: Group[R, T], deadline: float) -> None:
+    def _on_deadline(self, group: Group[K, R, T], deadline: float) -> None:
         """The oldest row of a group has waited ``max_wait_s``: the group is due.
 
         Args:
@@ -325,33 +325,33 @@ class Batcher(Generic[K, R, T]):
         """
         group.timer = None
         # Not loop.time() alone: the loop may run a timer up to its clock resolution early.
-        self.settle(group, max(asyncio.get_running_loop().time(), deadline))
-        self.dispatch()
+        self._settle(group, max(asyncio.get_running_loop().time(), deadline))
+        self._dispatch()
 
-    def forget(self, group: Group[R, T]) -> None:
+    def _forget(self, group: Group[K, R, T]) -> None:
         """Drop an empty group.
 
         Args:
             group: The group.
         """
-        self.cancel_timer(group)
+        self._cancel_timer(group)
         self.due.pop(group, None)
-        if self.groups.get(cast(K, group.key)) is group:
-            del self.groups[cast(K, group.key)]
+        if self.groups.get(group.key) is group:
+            del self.groups[group.key]
 
-    def dispatch(self) -> None:
+    def _dispatch(self) -> None:
         """Cut and send batches from due groups while call slots are free."""
         while self.due and self.in_flight < self.policy.max_concurrency and self.accepting:
             group, _ = self.due.popitem(last=False)
-            segments = self.cut(group)
-            self.settle(group, asyncio.get_running_loop().time())
+            segments = self._cut(group)
+            self._settle(group, asyncio.get_running_loop().time())
             if segments:
                 self.in_flight += 1
-                task = self.tasks.create_task(self.send(cast(K, group.key), segments))
+                task = self.tasks.create_task(self._send(group.key, segments))
                 self.running.add(task)
                 task.add_done_callback(self.running.discard)
 
-    def cut(self, group: Group[R, T]) -> list[Segment[R, T]]:
+    def _cut(self, group: Group[K, R, T]) -> list[Segment[K, R, T]]:
         """Take up to ``max_size`` rows from the front of a group.
 
         Args:
@@ -360,19 +360,19 @@ class Batcher(Generic[K, R, T]):
         Returns:
             ``(part, start, stop)`` slices of the rows taken, oldest first.
         """
-        segments: list[Segment[R, T]] = []
+        segments: list[Segment[K, R, T]] = []
         room = self.policy.max_size
         while room and group.parts:
             part = next(iter(group.parts))
             if part.ticket.future.done():
                 # Ended a moment ago; its done-callback, which withdraws it, has not run yet.
-                self.withdraw(part)
+                self._withdraw(part)
                 continue
-            segments.append(self.take(part, room))
+            segments.append(self._take(part, room))
             room -= segments[-1][2] - segments[-1][1]
         return segments
 
-    def take(self, part: Part[R, T], room: int) -> Segment[R, T]:
+    def _take(self, part: Part[K, R, T], room: int) -> Segment[K, R, T]:
         """Take the next rows of a part, at most ``room``.
 
         Args:
@@ -391,7 +391,7 @@ class Batcher(Generic[K, R, T]):
             del part.group.parts[part]
         return part, start, part.taken
 
-    def withdraw(self, part: Part[R, T]) -> None:
+    def _withdraw(self, part: Part[K, R, T]) -> None:
         """Remove a part's unsent rows from its group.
 
         Args:
@@ -404,7 +404,7 @@ class Batcher(Generic[K, R, T]):
             part.group.rows -= left
             self.queued_rows -= left
 
-    def on_ticket_done(self, ticket: Ticket[R, T], future: asyncio.Future[list[T]]) -> None:
+    def _on_ticket_done(self, ticket: Ticket[K, R, T], future: asyncio.Future[list[T]]) -> None:
         """A request was answered, failed or cancelled: whatever it still had queued leaves.
 
         Args:
@@ -417,10 +417,10 @@ class Batcher(Generic[K, R, T]):
         now = asyncio.get_running_loop().time()
         for part in ticket.parts:
             if part.taken < len(part.rows):
-                self.withdraw(part)
-                self.settle(part.group, now)
+                self._withdraw(part)
+                self._settle(part.group, now)
 
-    async def send(self, key: K, segments: list[Segment[R, T]]) -> None:
+    async def _send(self, key: K, segments: list[Segment[K, R, T]]) -> None:
         """Send one batch, skipping rows whose request ended since the cut; free the slot after.
 
         Args:
@@ -430,12 +430,12 @@ class Batcher(Generic[K, R, T]):
         try:
             live = [segment for segment in segments if not segment[0].ticket.future.done()]
             if live:
-                await self.call_and_deliver(key, live)
+                await self._call_and_deliver(key, live)
         finally:
             self.in_flight -= 1
-            self.dispatch()
+            self._dispatch()
 
-    async def call_and_deliver(self, key: K, segments: list[Segment[R, T]]) -> None:
+    async def _call_and_deliver(self, key: K, segments: list[Segment[K, R, T]]) -> None:
         """Call the backend and hand each request its results, or fail the batch's requests.
 
         Args:
@@ -451,7 +451,7 @@ class Batcher(Generic[K, R, T]):
             if len(results) != len(rows):
                 raise BackendError(f"{len(results)} answers for {len(rows)} rows")
         except Exception as error:  # any failure of a call fails its batch, never the batcher's TaskGroup
-            self.fail(segments, self.reason(key, len(rows), error))
+            self._fail(segments, self._reason(key, len(rows), error))
             return
         finally:
             self.call_seconds += CALL_SECONDS_SMOOTHING * (loop.time() - started - self.call_seconds)
@@ -460,7 +460,7 @@ class Batcher(Generic[K, R, T]):
             part.ticket.fill(part.positions[start:stop], results[offset : offset + stop - start])
             offset += stop - start
 
-    def reason(self, key: K, rows: int, error: Exception) -> str:
+    def _reason(self, key: K, rows: int, error: Exception) -> str:
         """Log a failed call once and say why it failed, in words fit for its clients.
 
         Args:
@@ -481,7 +481,7 @@ class Batcher(Generic[K, R, T]):
         logger.warning("Backend call for %r (%d rows) failed: %s", key, rows, reason)
         return reason
 
-    def fail(self, segments: list[Segment[R, T]], reason: str) -> None:
+    def _fail(self, segments: list[Segment[K, R, T]], reason: str) -> None:
         """Fail every request with rows in a failed batch.
 
         Args:
@@ -493,7 +493,7 @@ class Batcher(Generic[K, R, T]):
                 # One exception per request: an exception raised in many tasks shares one traceback.
                 part.ticket.future.set_exception(BackendFailed(f"Backend failed: {reason}"))
 
-    def retry_after(self) -> int:
+    def _retry_after(self) -> int:
         """Estimate, in whole seconds, how long the waiting rows take to drain.
 
         Returns:

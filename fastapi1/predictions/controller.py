@@ -4,6 +4,7 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import cast
 
 from fastapi1.config import Settings
@@ -14,21 +15,29 @@ from fastapi1.predictions.schemas import AgentRequest, ClientAnswer, ClientReque
 PredictionBatcher = Batcher[BatchKey, Row, Result]
 
 
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """The running batcher, and the model that answers the text body."""
+
+    batcher: PredictionBatcher
+    text_model: str
+
+
 @contextlib.asynccontextmanager
-async def open_gateway(settings: Settings) -> AsyncIterator[PredictionBatcher]:
+async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
     """Open the configured backend and the batcher in front of it.
 
     Args:
-        settings: Backend and batching settings.
+        settings: Backend, batching and text model settings.
 
     Yields:
-        The running batcher; on exit it stops before the backend closes.
+        The gateway; on exit the batcher stops before the backend closes.
     """
     async with (
         open_backend(settings) as backend,
         Batcher(BatchPolicy.from_settings(settings), functools.partial(call_backend, backend)) as batcher,
     ):
-        yield batcher
+        yield Gateway(batcher, settings.text_model_name)
 
 
 def agent_key(agent: AgentRequest) -> BatchKey:
@@ -92,19 +101,18 @@ async def predict_text(batcher: PredictionBatcher, request: TextRequest, model_n
 
 
 async def predict(
-    batcher: PredictionBatcher, request: ClientRequest | TextRequest, received_at: float, text_model: str
+    gateway: Gateway, request: ClientRequest | TextRequest, received_at: float
 ) -> ClientAnswer | TextAnswer:
     """Answer either body.
 
     Args:
-        batcher: The batcher.
+        gateway: The batcher and the text model.
         request: The agents or the text.
         received_at: ``time.perf_counter()`` when the request arrived.
-        text_model: The model for the text body.
 
     Returns:
         The answer for that body.
     """
     if isinstance(request, TextRequest):
-        return await predict_text(batcher, request, text_model)
-    return await predict_agents(batcher, request, received_at)
+        return await predict_text(gateway.batcher, request, gateway.text_model)
+    return await predict_agents(gateway.batcher, request, received_at)

@@ -10,10 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
 from fastapi1.bodies import parse_json_body, request_body_schema
-from fastapi1.config import SettingsDep
 from fastapi1.errors import BackendFailed, NotImplementedYet, Overloaded, responses
 from fastapi1.predictions import controller
-from fastapi1.predictions.controller import PredictionBatcher
+from fastapi1.predictions.controller import Gateway
 from fastapi1.predictions.schemas import (
     AGENTS_EXAMPLE,
     BODY_TAGS,
@@ -37,19 +36,20 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = responses(BackendFailed, Over
 }
 
 
-def get_batcher(request: Request) -> PredictionBatcher:
-    """Return the batcher the lifespan started.
+async def get_gateway(request: Request) -> Gateway:
+    """Return the gateway the lifespan opened.
 
     Args:
         request: The current request.
 
     Returns:
-        The application's batcher.
+        The application's gateway.
     """
-    return cast(PredictionBatcher, request.app.state.batcher)
+    # async: FastAPI runs a plain def dependency in a worker thread, a hop per request for nothing.
+    return cast(Gateway, request.app.state.gateway)
 
 
-BatcherDep = Annotated[PredictionBatcher, Depends(get_batcher)]
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 AsyncModeHeader = Annotated[
     str | None,
     Header(
@@ -164,9 +164,7 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
     responses=ERROR_RESPONSES,
     openapi_extra=PREDICTION_BODY,
 )
-async def predict(
-    request: Request, batcher: BatcherDep, settings: SettingsDep, async_mode: AsyncModeHeader = None
-) -> Response:
+async def predict(request: Request, gateway: GatewayDep, async_mode: AsyncModeHeader = None) -> Response:
     """Answer the agents body with an action per agent, or the text body with the text model's
     result. Rows of all clients are batched per model, agent type and observation length; a
     batch leaves when it holds `BATCH_MAX_SIZE` rows or its oldest row has waited
@@ -176,8 +174,7 @@ async def predict(
     \f
     Args:
         request: The request, for its raw body.
-        batcher: The batcher.
-        settings: The settings (the text model's name).
+        gateway: The batcher and the text model.
         async_mode: The ``Async-Mode`` header.
 
     Returns:
@@ -190,9 +187,7 @@ async def predict(
     if async_mode is not None and async_mode.strip().lower() == "true":
         raise NotImplementedYet("Async-Mode: true is not available yet; send the request without it")
     body = await read_prediction_request(request)
-    answer = await unless_disconnected(
-        request, controller.predict(batcher, body, received_at, settings.text_model_name)
-    )
+    answer = await unless_disconnected(request, controller.predict(gateway, body, received_at))
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     return OrjsonResponse(answer)

@@ -13,8 +13,8 @@ from httpx import ASGITransport, AsyncClient
 
 from fastapi1.predictions.backends import BatchKey, MockBackend, call_backend
 from fastapi1.predictions.batcher import Batcher, BatchPolicy
-from fastapi1.predictions.controller import PredictionBatcher
-from fastapi1.predictions.views import get_batcher
+from fastapi1.predictions.controller import Gateway, PredictionBatcher
+from fastapi1.predictions.views import get_gateway
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,18 @@ def batcher_over(backend: RecordingBackend | MockBackend, **policy: float) -> Pr
 
 @contextlib.asynccontextmanager
 async def serving(app: FastAPI, batcher: PredictionBatcher) -> AsyncIterator[AsyncClient]:
-    """An HTTP client of the application whose routes use ``batcher``."""
-    app.dependency_overrides[get_batcher] = lambda: batcher
+    """An HTTP client of the application whose routes use ``batcher`` (and the text model ``text-mock``)."""
+    gateway = Gateway(batcher, "text-mock")
+
+    async def get_test_gateway() -> Gateway:
+        return gateway
+
+    app.dependency_overrides[get_gateway] = get_test_gateway
     try:
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
             yield client
     finally:
-        app.dependency_overrides.pop(get_batcher, None)
+        app.dependency_overrides.pop(get_gateway, None)
 
 
 async def until(condition: Callable[[], bool], within: float = 5.0) -> None:

@@ -109,7 +109,7 @@ class TestOverHttp:
     async def test_the_seed_004_request_goes_through_the_mock_server(self, app: FastAPI, mock_server: str) -> None:
         settings = Settings(backend_url=mock_server, batch_max_wait_ms=1)
         seed = agents_body({"test": ([0.1, 0.2], "lr", "foundation-v1")}, client_id="test")
-        async with open_gateway(settings) as batcher, serving(app, batcher) as client:
+        async with open_gateway(settings) as gateway, serving(app, gateway.batcher) as client:
             response = await client.post("/predict", json=seed)
             text = await client.post("/predict", json={"input": "some text"})
         assert response.status_code == 200
@@ -118,7 +118,7 @@ class TestOverHttp:
 
     async def test_a_500_from_the_server_is_a_502_for_that_batch_only(self, app: FastAPI, mock_server: str) -> None:
         settings = Settings(backend_url=mock_server, batch_max_wait_ms=5)
-        async with open_gateway(settings) as batcher, serving(app, batcher) as client:
+        async with open_gateway(settings) as gateway, serving(app, gateway.batcher) as client:
             failed, answered = await asyncio.gather(
                 client.post("/predict", json=agents_body({"a": ([1.0], None, "mock-failure")})),
                 client.post("/predict", json=agents_body({"a": ([1.0, 2.0], None, "m")})),
@@ -197,9 +197,9 @@ class TestHttpAnswers:
 
     async def test_an_unreachable_server_fails_the_batch(self) -> None:
         settings = Settings(backend_url=f"http://127.0.0.1:{free_port()}", batch_max_wait_ms=0)
-        async with open_gateway(settings) as batcher:
+        async with open_gateway(settings) as gateway:
             with pytest.raises(BackendFailed, match=r"model m unreachable \(ConnectError\)"):
-                await batcher.run([(AGENTS, [1.0, 2.0])])
+                await gateway.batcher.run([(AGENTS, [1.0, 2.0])])
 
     async def test_a_server_that_never_answers_times_out(self) -> None:
         async def accept_and_stay_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -209,6 +209,6 @@ class TestHttpAnswers:
         server = await asyncio.start_server(accept_and_stay_silent, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         settings = Settings(backend_url=f"http://127.0.0.1:{port}", batch_max_wait_ms=0, backend_timeout_s=0.1)
-        async with server, open_gateway(settings) as batcher:
+        async with server, open_gateway(settings) as gateway:
             with pytest.raises(BackendFailed, match=r"Backend failed: no answer within 0\.1 s"):
-                await batcher.run([(AGENTS, [1.0, 2.0])])
+                await gateway.batcher.run([(AGENTS, [1.0, 2.0])])
