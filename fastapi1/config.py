@@ -42,9 +42,6 @@ def empty_as_none(value: object) -> object:
 
     Args:
         value: The raw value.
-
-    Returns:
-        None for an empty string, else the value unchanged.
     """
     return None if value == "" else value
 
@@ -98,9 +95,6 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def check_mock_delays(self) -> "Settings":
         """Refuse a mock delay range whose minimum exceeds its maximum.
-
-        Returns:
-            The settings, unchanged.
 
         Raises:
             ValueError: When BACKEND_DELAY_MIN_S > BACKEND_DELAY_MAX_S.

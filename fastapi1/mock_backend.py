@@ -31,9 +31,6 @@ def create_mock_app(settings: Settings | None = None) -> FastAPI:
 
     Args:
         settings: The mock delays; read from the environment when omitted.
-
-    Returns:
-        The application.
     """
     settings = settings or Settings()
     mock = MockBackend(settings.backend_delay_min_s, settings.backend_delay_max_s)

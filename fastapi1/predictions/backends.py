@@ -152,9 +152,6 @@ class MockBackend:
         Args:
             model_name: The text model.
             inputs: The texts.
-
-        Returns:
-            One result per text.
         """
         await self.work(model_name)
         return [mock_text_result(text) for text in inputs]
@@ -195,9 +192,6 @@ class HttpBackend:
             nn_model_name: The model.
             agent_type: The agent type every row shares.
             observations: The rows.
-
-        Returns:
-            The actions the backend answered.
         """
         body = {"agent_type": agent_type, "observation_array": observations}
         return (await self.post(nn_model_name, body, BackendResponse)).actions_array
@@ -208,9 +202,6 @@ class HttpBackend:
         Args:
             model_name: The text model.
             inputs: The texts.
-
-        Returns:
-            The results the backend answered.
         """
         return (await self.post(model_name, {"input_array": inputs}, TextBackendResponse)).result_array
 
@@ -221,9 +212,6 @@ class HttpBackend:
             model_name: The model.
             body: The JSON body.
             answer: The model the answer must fit.
-
-        Returns:
-            The validated answer.
 
         Raises:
             BackendError: When the backend cannot be reached, answers an error status or a

@@ -66,9 +66,6 @@ class BatchPolicy:
 
         Args:
             settings: The service settings.
-
-        Returns:
-            The policy.
         """
         return cls(
             max_size=settings.batch_max_size,
@@ -172,11 +169,7 @@ class Batcher(Generic[K, R, T]):
         self.call_seconds = 1.0
 
     async def __aenter__(self) -> Self:
-        """Start accepting requests.
-
-        Returns:
-            The batcher.
-        """
+        """Start accepting requests."""
         await self.tasks.__aenter__()
         self.accepting = True
         return self
@@ -209,9 +202,6 @@ class Batcher(Generic[K, R, T]):
 
         Args:
             items: ``(key, row)`` pairs of one request.
-
-        Returns:
-            One result per row.
         """
         if not items:
             return []
@@ -378,9 +368,6 @@ class Batcher(Generic[K, R, T]):
         Args:
             part: The group's head part.
             room: Rows the batch can still hold.
-
-        Returns:
-            The slice taken.
         """
         start = part.taken
         part.taken = min(len(part.rows), start + room)
@@ -467,9 +454,6 @@ class Batcher(Generic[K, R, T]):
             key: The batch's key.
             rows: Rows in the batch.
             error: What the call raised.
-
-        Returns:
-            The reason.
         """
         if isinstance(error, BackendError):
             reason = str(error)

@@ -45,9 +45,6 @@ def agent_key(agent: AgentRequest) -> BatchKey:
 
     Args:
         agent: The agent.
-
-    Returns:
-        Its key.
     """
     return BatchKey("agents", agent.nn_model_name, agent.agent_type, len(agent.observations))
 
@@ -57,9 +54,6 @@ def text_key(model_name: str) -> BatchKey:
 
     Args:
         model_name: The text model.
-
-    Returns:
-        Its key.
     """
     return BatchKey("text", model_name, None, 0)
 
@@ -92,9 +86,6 @@ async def predict_text(batcher: PredictionBatcher, request: TextRequest, model_n
         batcher: The batcher.
         request: The text.
         model_name: The text model.
-
-    Returns:
-        The input and the model's result.
     """
     (result,) = await batcher.run([(text_key(model_name), request.input)])
     return {"input": request.input, "result": cast(str, result)}
@@ -109,9 +100,6 @@ async def predict(
         gateway: The batcher and the text model.
         request: The agents or the text.
         received_at: ``time.perf_counter()`` when the request arrived.
-
-    Returns:
-        The answer for that body.
     """
     if isinstance(request, TextRequest):
         return await predict_text(gateway.batcher, request, gateway.text_model)

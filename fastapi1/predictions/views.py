@@ -41,9 +41,6 @@ async def get_gateway(request: Request) -> Gateway:
 
     Args:
         request: The current request.
-
-    Returns:
-        The application's gateway.
     """
     # async: FastAPI runs a plain def dependency in a worker thread, a hop per request for nothing.
     return cast(Gateway, request.app.state.gateway)
@@ -96,9 +93,6 @@ def untagged(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
 
     Args:
         loc: The location, ``"body"`` first.
-
-    Returns:
-        The location as a plain body's error would give it.
     """
     return (loc[0], *loc[2:]) if len(loc) > 1 and loc[1] in BODY_TAGS else loc
 
@@ -108,9 +102,6 @@ async def read_prediction_request(request: Request) -> ClientRequest | TextReque
 
     Args:
         request: The request, for its raw body.
-
-    Returns:
-        The agents or the text body.
 
     Raises:
         RequestValidationError: A 422 whose ``loc`` names the field as for a plain body,
@@ -176,9 +167,6 @@ async def predict(request: Request, gateway: GatewayDep, async_mode: AsyncModeHe
         request: The request, for its raw body.
         gateway: The batcher and the text model.
         async_mode: The ``Async-Mode`` header.
-
-    Returns:
-        The answer.
 
     Raises:
         NotImplementedYet: For ``Async-Mode: true``.
