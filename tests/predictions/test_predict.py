@@ -9,6 +9,8 @@ from fastapi import FastAPI
 from starlette.types import Message
 
 from fastapi1.predictions.backends import mock_text_result
+from fastapi1.predictions.batcher import BatchPolicy
+from fastapi1.predictions.controller import Gateway
 from fastapi1.predictions.schemas import ClientResponse, TextResponse
 from tests.predictions.support import RecordingBackend, agents_body, batcher_over, serving, until
 
@@ -147,3 +149,12 @@ class TestDisconnect:
             assert (batcher.queued_rows, batcher.groups) == (0, {})
         assert sent[0]["status"] == 499
         assert backend.calls == []
+
+
+class TestLifespan:
+    async def test_the_lifespan_opens_the_gateway_from_the_settings(self, app: FastAPI) -> None:
+        gateway = app.state.gateway
+        assert isinstance(gateway, Gateway)
+        assert gateway.batcher.accepting
+        assert gateway.batcher.policy == BatchPolicy.from_settings(app.state.settings)
+        assert gateway.text_model == app.state.settings.text_model_name == "text-mock"
