@@ -5,9 +5,11 @@ from pathlib import Path
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, HttpUrl, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+
+from fastapi1.types import ModelName
 
 ASYNC_DRIVER = "postgresql+asyncpg"
 _ACCEPTED_SCHEMES = frozenset({"postgres", "postgresql", ASYNC_DRIVER})
@@ -33,6 +35,15 @@ def to_async_url(url: str) -> str:
 
 
 DatabaseUrl = Annotated[str, AfterValidator(to_async_url)]
+
+
+def empty_as_none(value: object) -> object:
+    """Read an empty variable (``BACKEND_URL=`` in a compose file) as unset.
+
+    Args:
+        value: The raw value.
+    """
+    return None if value == "" else value
 
 
 class Settings(BaseSettings):
@@ -65,6 +76,33 @@ class Settings(BaseSettings):
         default_factory=lambda: os.cpu_count() or 1, ge=1, description="Processes of the addition pool."
     )
 
+    batch_max_size: int = Field(default=64, ge=1, description="Rows per backend call; a full group is sent at once.")
+    batch_max_wait_ms: float = Field(
+        default=20, ge=0, description="Longest wait of a group's oldest row before its batch is sent."
+    )
+    batch_max_concurrency: int = Field(default=64, ge=1, description="Backend calls in flight at most, per process.")
+    batch_max_queue: int = Field(
+        default=100_000, ge=1, description="Rows waiting for a batch at most; beyond, requests get 503."
+    )
+    backend_url: Annotated[HttpUrl | None, BeforeValidator(empty_as_none)] = Field(
+        default=None, description="Model server for POST {url}/models/{name}/predict; unset uses the in-process mock."
+    )
+    backend_timeout_s: float = Field(default=30.0, gt=0, description="Seconds a backend call may take.")
+    backend_delay_min_s: float = Field(default=3.0, ge=0, description="Shortest delay of a mock backend call.")
+    backend_delay_max_s: float = Field(default=7.0, ge=0, description="Longest delay of a mock backend call.")
+    text_model_name: ModelName = Field(default="text-mock", description="Model that answers the text body.")
+
+    @model_validator(mode="after")
+    def check_mock_delays(self) -> "Settings":
+        """Refuse a mock delay range whose minimum exceeds its maximum.
+
+        Raises:
+            ValueError: When BACKEND_DELAY_MIN_S > BACKEND_DELAY_MAX_S.
+        """
+        if self.backend_delay_min_s > self.backend_delay_max_s:
+            raise ValueError("BACKEND_DELAY_MIN_S must not exceed BACKEND_DELAY_MAX_S")
+        return self
+
 
 class Limits(BaseSettings):
     """Size limits of request payloads, read once at start-up (``LIMIT_*`` variables).
@@ -83,6 +121,9 @@ class Limits(BaseSettings):
     rendered_chars: int = Field(
         default=100_000, ge=1, description="Longest rendered subject or body of a notification (else 422)."
     )
+    predict_agents_max: int = Field(default=1_000, ge=1, description="Agents in one /predict request.")
+    predict_observations_max: int = Field(default=4_096, ge=1, description="Numbers in one agent's observations.")
+    predict_input_max: int = Field(default=10_000, ge=1, description="Characters of a text /predict input.")
 
 
 LIMITS = Limits()

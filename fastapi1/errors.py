@@ -37,6 +37,7 @@ class AppError(Exception):
         """
         super().__init__(message)
         self.message = message
+        self.headers: dict[str, str] = {}
 
 
 class NotFound(AppError):
@@ -105,6 +106,34 @@ class BodyValidationError(RequestValidationError):
 ERRORS_SHOWN = 20
 LOC_CHARS = 64
 MSG_CHARS = 200
+
+
+class Overloaded(AppError):
+    """Too much work is waiting; retry after the number of seconds in ``Retry-After``."""
+
+    status_code = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        """Keep the message and when the client should come back.
+
+        Args:
+            message: Human-readable detail.
+            retry_after: Whole seconds for the ``Retry-After`` header.
+        """
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class BackendFailed(AppError):
+    """The model backend failed, timed out or answered wrongly for the batch holding this request."""
+
+    status_code = 502
+
+
+class NotImplementedYet(AppError):
+    """The request asks for a documented feature this version does not offer yet."""
+
+    status_code = 501
 
 
 # What the driver and the pool raise when PostgreSQL is down or unreachable.
@@ -190,7 +219,7 @@ async def handle_app_error(request: Request, error: Exception) -> Response:
         return unprocessable_response([{"type": "value_error", "loc": error.loc, "msg": error.message}], 1)
     if error.log_cause:
         logger.error("%s %s: %s", request.method, request.url.path, error.message, exc_info=error.__cause__)
-    return OrjsonResponse({"detail": error.message}, status_code=error.status_code)
+    return OrjsonResponse({"detail": error.message}, status_code=error.status_code, headers=error.headers)
 
 
 async def handle_request_validation(request: Request, error: Exception) -> Response:

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, PlainSerializer
+from pydantic import AfterValidator, PlainSerializer, StringConstraints
 
 
 def reject_nul(value: str) -> str:
@@ -30,3 +30,7 @@ NoNul = AfterValidator(reject_nul)
 Timestamp = Annotated[
     datetime, PlainSerializer(lambda value: value.isoformat(timespec="microseconds"), return_type=str, when_used="json")
 ]
+
+# Model names go into backend URL paths (/models/{name}/predict): characters that need no escaping.
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9._:-]+$"
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=MODEL_NAME_PATTERN)]

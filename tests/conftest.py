@@ -86,8 +86,10 @@ def own_database_url(admin_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    """Settings pointing at this run's database."""
-    return Settings(database_url=database_url, database_read_url=None)
+    """Settings pointing at this run's database, with the mock model backend at millisecond delays."""
+    return Settings(
+        database_url=database_url, database_read_url=None, backend_delay_min_s=0.001, backend_delay_max_s=0.005
+    )
 
 
 @pytest.fixture(scope="session")

@@ -51,3 +51,40 @@ class TestDefaults:
         monkeypatch.setenv(name, value)
         with pytest.raises(ValidationError):
             Settings()
+
+
+class TestPredictionSettings:
+    def test_defaults_are_the_documented_ones(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("BACKEND_URL", "BATCH_MAX_SIZE", "BATCH_MAX_WAIT_MS", "BACKEND_DELAY_MIN_S", "TEXT_MODEL_NAME"):
+            monkeypatch.delenv(name, raising=False)
+        settings = Settings()
+        assert (settings.batch_max_size, settings.batch_max_wait_ms) == (64, 20)
+        assert (settings.batch_max_concurrency, settings.batch_max_queue) == (64, 100_000)
+        assert (settings.backend_url, settings.backend_timeout_s) == (None, 30)
+        assert (settings.backend_delay_min_s, settings.backend_delay_max_s) == (3, 7)
+        assert settings.text_model_name == "text-mock"
+
+    def test_an_empty_backend_url_means_the_in_process_mock(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("BACKEND_URL", "")
+        assert Settings().backend_url is None
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("BATCH_MAX_SIZE", "0"),
+            ("BATCH_MAX_CONCURRENCY", "0"),
+            ("BATCH_MAX_QUEUE", "0"),
+            ("BATCH_MAX_WAIT_MS", "-1"),
+            ("BACKEND_TIMEOUT_S", "0"),
+            ("BACKEND_URL", "ftp://models"),
+            ("TEXT_MODEL_NAME", "a/b"),
+        ],
+    )
+    def test_out_of_range_values_are_rejected(self, monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValidationError):
+            Settings()
+
+    def test_a_mock_delay_range_upside_down_is_rejected(self) -> None:
+        with pytest.raises(ValidationError, match="BACKEND_DELAY_MIN_S must not exceed BACKEND_DELAY_MAX_S"):
+            Settings(backend_delay_min_s=2, backend_delay_max_s=1)

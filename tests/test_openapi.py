@@ -55,6 +55,8 @@ class TestOpenApi:
             ("post", "/add_numbers", {"200", "400", "413", "422"}),
             ("get", "/status/ready", {"200", "503"}),
             ("get", "/status/heartbeat", {"204"}),
+            ("post", "/predict", {"200", "413", "422", "501", "502", "503"}),
+            ("post", "/schedule", {"200", "413", "422", "501", "502", "503"}),
         ],
     )
     async def test_error_responses_are_declared(
@@ -64,7 +66,7 @@ class TestOpenApi:
 
     async def test_every_route_with_a_body_declares_413_and_422_with_a_json_body(self, openapi: dict[str, Any]) -> None:
         with_body = [op for ops in openapi["paths"].values() for op in ops.values() if "requestBody" in op]
-        assert len(with_body) == 7
+        assert len(with_body) == 9
         for operation in with_body:
             assert {"413", "422"} <= set(operation["responses"]), operation["summary"]
             assert list(operation["requestBody"]["content"]) == ["application/json"]
@@ -108,3 +110,12 @@ class TestIntegerBounds:
     ) -> None:
         exact = model.model_json_schema()
         assert openapi["components"]["schemas"][model.__name__]["properties"] == exact["properties"]
+
+    async def test_the_prediction_bodies_are_documented_without_dangling_references(
+        self, openapi: dict[str, Any]
+    ) -> None:
+        body = openapi["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+        assert "$ref" not in json.dumps(body["schema"])
+        assert set(body["examples"]) == {"agents", "text"}
+        assert "foundation-v1" in json.dumps(body["examples"])
+        assert {"Async-Mode"} <= {parameter["name"] for parameter in openapi["paths"]["/predict"]["post"]["parameters"]}

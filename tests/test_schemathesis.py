@@ -28,13 +28,14 @@ CASES = [pytest.param(operation, POSITIVE, id=f"{operation.label} valid") for op
     for operation in OPERATIONS
     if operation.path_parameters or operation.query or operation.body
 ]
+GATEWAY_PATHS = frozenset({"/predict", "/schedule"})
 # What httpx takes from schemathesis's request arguments (cookies stay out: none are declared).
 REQUEST_ARGUMENTS = ("method", "url", "params", "headers", "json", "content")
 
 
 def test_every_operation_is_covered() -> None:
-    assert len(OPERATIONS) == 15
-    assert len(CASES) == 28
+    assert len(OPERATIONS) == 17
+    assert len(CASES) == 32
 
 
 @pytest.mark.parametrize(("operation", "mode"), CASES)
@@ -46,7 +47,13 @@ async def test_every_status_is_declared_and_none_is_a_server_error(
     case = data.draw(operation.as_strategy(generation_mode=mode))
     arguments = case.as_transport_kwargs(base_url=str(client.base_url))
     response = await client.request(**{key: arguments[key] for key in REQUEST_ARGUMENTS if key in arguments})
-    case.validate_response(response, checks=[status_code_conformance, not_a_server_error])
+    if operation.path in GATEWAY_PATHS:
+        # A gateway answers 502 when the model fails for an input (the mock's sum of two
+        # 1.7e308 overflows) and 503 when overloaded; both are declared. A bug is a 500.
+        case.validate_response(response, checks=[status_code_conformance])
+        assert response.status_code != 500, response.text
+    else:
+        case.validate_response(response, checks=[status_code_conformance, not_a_server_error])
 
 
 WITH_BODY = [pytest.param(operation, id=operation.label) for operation in OPERATIONS if operation.body]

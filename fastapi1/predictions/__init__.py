@@ -1,0 +1,1 @@
+"""The prediction gateway: requests split into rows, batched per model, answered per client."""

@@ -1,0 +1,132 @@
+"""Request and response bodies of ``/predict``: the agents body (seed 004) and the text body (seed 002).
+
+The agents models keep the original skeleton's names (``AgentRequest``, ``ClientRequest``,
+``AgentResponse``, ``ClientResponse``).
+"""
+
+from typing import Annotated, Any, TypedDict
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, StringConstraints, Tag, TypeAdapter
+
+from fastapi1.config import LIMITS
+from fastapi1.types import ModelName, NoNul
+
+AGENTS_MAX = LIMITS.predict_agents_max
+OBSERVATIONS_MAX = LIMITS.predict_observations_max
+INPUT_MAX = LIMITS.predict_input_max
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128), NoNul]
+AgentType = Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul]
+# Strict: true and "0.5" are not numbers. allow_inf_nan=False: NaN and Infinity, which Python's
+# json accepts, and literals that overflow (1e400) are 422s, never a backend's problem.
+Observation = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+
+AGENTS_EXAMPLE: dict[str, Any] = {
+    "client_id": "test",
+    "run_slug": "0",
+    "observations": {
+        "test": {"observations": [0.1, 0.2], "agent_type": "lr", "nn_model_name": "foundation-v1"},
+    },
+}
+TEXT_EXAMPLE: dict[str, Any] = {"input": "some text"}
+
+
+class AgentRequest(BaseModel):
+    """One agent's observation vector and the model that acts on it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    observations: Annotated[list[Observation], Field(min_length=1, max_length=OBSERVATIONS_MAX)] = Field(
+        description="1-4,096 finite numbers."
+    )
+    agent_type: AgentType | None = Field(default=None, description="1-64 characters, or null.")
+    nn_model_name: ModelName = Field(description="1-128 characters of A-Z a-z 0-9 . _ : -")
+
+
+class ClientRequest(BaseModel):
+    """A client's agents; each is batched with other clients' agents of the same model."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [AGENTS_EXAMPLE]})
+
+    client_id: Name = Field(description="1-128 characters.")
+    run_slug: Name = Field(description="1-128 characters.")
+    observations: Annotated[dict[Name, AgentRequest], Field(min_length=1, max_length=AGENTS_MAX)] = Field(
+        description="1-1,000 agents by name (1-128 characters)."
+    )
+
+
+class TextRequest(BaseModel):
+    """A text for the text model."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [TEXT_EXAMPLE]})
+
+    input: Annotated[str, StringConstraints(min_length=1, max_length=INPUT_MAX), NoNul] = Field(
+        description="1-10,000 characters."
+    )
+
+
+def body_shape(body: Any) -> str:
+    """Tell the two bodies apart: the text body is the object with an ``input``.
+
+    Args:
+        body: The parsed JSON body.
+
+    Returns:
+        The union tag.
+    """
+    return "text" if isinstance(body, dict) and "input" in body else "agents"
+
+
+BODY_TAGS = frozenset({"agents", "text"})
+PREDICTION_REQUEST: TypeAdapter[ClientRequest | TextRequest] = TypeAdapter(
+    Annotated[
+        Annotated[ClientRequest, Tag("agents")] | Annotated[TextRequest, Tag("text")],
+        Discriminator(body_shape),
+    ]
+)
+
+
+class AgentResponse(BaseModel):
+    """The backend's action for one agent."""
+
+    action: float
+
+
+class ClientResponse(BaseModel):
+    """Each of the client's agents with its action."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"actions": {"test": {"action": 0.30000000000000004}}, "response_time": 3.41}]}
+    )
+
+    actions: dict[str, AgentResponse]
+    response_time: float = Field(description="Seconds from receipt of the request to the answer.")
+
+
+class TextResponse(BaseModel):
+    """The text model's result for the input."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"input": "some text", "result": "14372"}]})
+
+    input: str
+    result: str
+
+
+class AgentAction(TypedDict):
+    """An action as the route sends it (see :class:`AgentResponse`)."""
+
+    action: float
+
+
+class ClientAnswer(TypedDict):
+    """The agents answer as the route sends it (see :class:`ClientResponse`)."""
+
+    actions: dict[str, AgentAction]
+    response_time: float
+
+
+class TextAnswer(TypedDict):
+    """The text answer as the route sends it (see :class:`TextResponse`)."""
+
+    input: str
+    result: str
