@@ -128,20 +128,20 @@ async def statuses(database: Database, ids: list[str] | None = None) -> dict[str
     return found if ids is None else {key: found[key] for key in ids}
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, interval: float = 0.02) -> float:
+async def wait_until(check: Callable[[], Awaitable[bool]], within: float, interval: float = 0.02) -> float:
     """Poll ``check`` until it holds; the seconds it took. Fails at the deadline."""
     started = time.monotonic()
     while not await check():
-        assert time.monotonic() - started < timeout, f"not reached within {timeout}s"
+        assert time.monotonic() - started < within, f"not reached within {within}s"
         await asyncio.sleep(interval)
     return time.monotonic() - started
 
 
-async def wait_final(database: Database, ids: list[str], timeout: float = 20) -> dict[str, dict[str, Any]]:
+async def wait_final(database: Database, ids: list[str], within: float = 20) -> dict[str, dict[str, Any]]:
     """Wait until every notification of ``ids`` is final; their rows."""
 
     async def all_final() -> bool:
         return all(row["status"] in FINAL for row in (await statuses(database, ids)).values())
 
-    await wait_until(all_final, timeout)
+    await wait_until(all_final, within)
     return await statuses(database, ids)

@@ -1,6 +1,7 @@
 """The relay in-process: the simulator's outcomes, retries, NOTIFY, concurrent workers, shutdown."""
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -63,7 +64,7 @@ class TestRetries:
             row = (await wait_final(database, [notification_id]))[notification_id]
         assert (row["status"], row["attempts"]) == ("temporary-failure", 4)
         times = provider.times[uuid.UUID(notification_id)]
-        gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         assert len(gaps) == 3
         for attempt, gap in enumerate(gaps, start=1):
             # Full jitter: anywhere up to the exponential bound, plus the claim's round trips.
@@ -91,7 +92,7 @@ class TestWakeUp:
             for _ in range(10):
                 started = time.monotonic()
                 ids = await create(api, ["someone@example.com"])
-                await wait_final(database, ids, timeout=2)
+                await wait_final(database, ids, within=2)
                 latencies.append(time.monotonic() - started)
         assert sorted(latencies)[5] < 0.1, latencies
         assert max(latencies) < 1, latencies
@@ -103,8 +104,8 @@ class TestConcurrentWorkers:
     ) -> None:
         provider = RecordingProvider(delay_s=0.001)
         async with (
-            run_relay(provider.providers(), delivery_batch_size=20, delivery_concurrency=40) as first,
-            run_relay(provider.providers(), delivery_batch_size=20, delivery_concurrency=40) as second,
+            run_relay(provider.providers(), delivery_batch_size=20, delivery_concurrency=40),
+            run_relay(provider.providers(), delivery_batch_size=20, delivery_concurrency=40),
         ):
             ids = []
             for _ in range(5):
@@ -122,7 +123,7 @@ class TestShutdown:
         provider = RecordingProvider(delay_s=0.5)
         async with run_relay(provider.providers()) as relay:
             ids = await create(api, [f"user{index}@example.com" for index in range(10)])
-            await wait_until(lambda: in_status(database, ids, "sending"), timeout=5)
+            await wait_until(lambda: in_status(database, ids, "sending"), within=5)
             relay.stop()
         assert {row["status"] for row in (await statuses(database, ids)).values()} == {"delivered"}
 
@@ -132,7 +133,7 @@ class TestShutdown:
         provider = RecordingProvider(delay_s=30)
         async with run_relay(provider.providers(), delivery_shutdown_timeout_s=0.2, delivery_lease_s=300) as relay:
             ids = await create(api, ["someone@example.com", "+447700900123"])
-            await wait_until(lambda: in_status(database, ids, "sending"), timeout=5)
+            await wait_until(lambda: in_status(database, ids, "sending"), within=5)
             started = time.monotonic()
             relay.stop()
         assert time.monotonic() - started < 2
