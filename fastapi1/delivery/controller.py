@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import Row
+from sqlalchemy import exc as sa_exc
 
 from fastapi1.config import DeliverySettings
 from fastapi1.db.engine import Database
 from fastapi1.delivery import dao
 from fastapi1.delivery.providers import Message, PermanentFailure, Providers, TransientFailure
-from fastapi1.errors import DATABASE_UNAVAILABLE
+from fastapi1.errors import DATABASE_UNAVAILABLE, database_unavailable
 from fastapi1.notifications import controller as notifications_controller
 from fastapi1.services import templating
 
@@ -34,6 +35,8 @@ SENDING = dao.SENDING
 # Due rows that an empty claim skipped are locked by another worker's claim, which commits
 # within milliseconds; waiting this long instead of not at all keeps the loop from spinning.
 MIN_WAIT_S = 0.01
+# What database calls may raise when the database is away; database_unavailable() tells which.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, sa_exc.DBAPIError)
 Outcome = tuple[str, float | None]  # new status, and seconds until due again when it stays pending
 
 
@@ -133,7 +136,9 @@ class Relay:
                 if await self.claim(deliveries):
                     continue  # a full batch: more may be due
                 delay = await self.idle_delay()
-            except DATABASE_UNAVAILABLE as error:
+            except DATABASE_ERRORS as error:
+                if not database_unavailable(error):
+                    raise
                 logger.warning("Database unavailable, claiming again shortly: %s", error)
                 delay = min(1.0, self.settings.delivery_poll_interval_s)
             await self.sleep(delay)
@@ -263,19 +268,32 @@ class Relay:
             outcomes: The outcomes.
         """
         while True:
-            try:
-                async with self.database.write_sessions() as session, session.begin():
-                    await dao.record(session, outcomes)
+            if await self.try_record(outcomes):
                 break
-            except DATABASE_UNAVAILABLE as error:
-                logger.warning(
-                    "Database unavailable, recording %d outcomes again shortly: %s", len(outcomes.ids), error
-                )
-                await asyncio.sleep(min(1.0, self.settings.delivery_poll_interval_s))
+            await asyncio.sleep(min(1.0, self.settings.delivery_poll_interval_s))
         for notification_id in outcomes.ids:
             self.held.pop(notification_id, None)
         if any(delay is not None for delay in outcomes.delays):
             self.wake.set()  # a retry may be due before the loop's current wait ends
+
+    async def try_record(self, outcomes: dao.Outcomes) -> bool:
+        """Commit the outcomes once.
+
+        Args:
+            outcomes: The outcomes.
+
+        Returns:
+            Whether they were committed; False when the database was unavailable.
+        """
+        try:
+            async with self.database.write_sessions() as session, session.begin():
+                await dao.record(session, outcomes)
+        except DATABASE_ERRORS as error:
+            if not database_unavailable(error):
+                raise
+            logger.warning("Database unavailable, recording %d outcomes again shortly: %s", len(outcomes.ids), error)
+            return False
+        return True
 
     async def finish_deliveries(self) -> None:
         """Let the deliveries in flight finish, up to the shutdown timeout, and cancel the rest."""
@@ -295,7 +313,9 @@ class Relay:
         try:
             async with self.database.write_sessions() as session, session.begin():
                 released = await dao.record(session, outcomes)
-        except DATABASE_UNAVAILABLE as error:
+        except DATABASE_ERRORS as error:
+            if not database_unavailable(error):
+                raise
             logger.warning("Could not release %d notifications; their leases will run out: %s", len(self.held), error)
             return
         logger.info("Released %d unfinished notifications", len(released))
