@@ -21,7 +21,6 @@ depends_on: str | Sequence[str] | None = None
 PENDING = "('created', 'sending')"
 STATUSES = "('created', 'sending', 'delivered', 'permanent-failure', 'temporary-failure', 'technical-failure')"
 OLD_STATUSES = "('created', 'sending', 'delivered', 'failed')"
-FAILURES = "('permanent-failure', 'temporary-failure', 'technical-failure')"
 
 
 def upgrade() -> None:
@@ -34,15 +33,17 @@ def upgrade() -> None:
     op.add_column("notifications", sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False))
     op.add_column("notifications", sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE notifications SET status = 'technical-failure' WHERE status = 'failed'")
-    op.execute(f"UPDATE notifications SET completed_at = updated_at WHERE status NOT IN {PENDING}")
+    op.execute("UPDATE notifications SET completed_at = updated_at WHERE status NOT IN ('created', 'sending')")
     # Rows left pending by the old code were never held by a worker: due now.
-    op.execute(f"UPDATE notifications SET next_attempt_at = created_at WHERE status IN {PENDING}")
+    op.execute("UPDATE notifications SET next_attempt_at = created_at WHERE status IN ('created', 'sending')")
     op.create_check_constraint(op.f("ck_notifications_status"), "notifications", f"status IN {STATUSES}")
     op.create_check_constraint(
         op.f("ck_notifications_completed_at"), "notifications", f"(completed_at IS NULL) = (status IN {PENDING})"
     )
     op.create_check_constraint(
-        op.f("ck_notifications_next_attempt_at"), "notifications", f"(next_attempt_at IS NULL) = (status NOT IN {PENDING})"
+        op.f("ck_notifications_next_attempt_at"),
+        "notifications",
+        f"(next_attempt_at IS NULL) = (status NOT IN {PENDING})",
     )
     op.create_check_constraint(op.f("ck_notifications_attempts"), "notifications", "attempts >= 0")
     op.create_index(
@@ -63,7 +64,10 @@ def downgrade() -> None:
     )
     for name in ("attempts", "next_attempt_at", "completed_at", "status"):
         op.drop_constraint(op.f(f"ck_notifications_{name}"), "notifications", type_="check")
-    op.execute(f"UPDATE notifications SET status = 'failed' WHERE status IN {FAILURES}")
+    op.execute(
+        "UPDATE notifications SET status = 'failed'"
+        " WHERE status IN ('permanent-failure', 'temporary-failure', 'technical-failure')"
+    )
     op.drop_column("notifications", "next_attempt_at")
     op.drop_column("notifications", "attempts")
     op.drop_column("notifications", "completed_at")
