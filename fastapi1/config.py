@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
-from pydantic import AfterValidator, BeforeValidator, Field, HttpUrl, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, HttpUrl, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -127,6 +127,45 @@ class Limits(BaseSettings):
 
 
 LIMITS = Limits()
+
+
+class DeliverySettings(BaseSettings):
+    """The worker's knobs: worker processes, the relay, the providers (``python -m fastapi1.worker``).
+
+    Apart from Settings so that only the worker holds the SMTP credentials; the database
+    comes from Settings in both kinds of process.
+    """
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    worker_processes: int = Field(
+        default=1, ge=0, description="Worker processes run_app.sh starts beside the API (0: run them separately)."
+    )
+    delivery_concurrency: int = Field(default=100, ge=1, description="Deliveries in flight per worker process.")
+    delivery_batch_size: int = Field(default=100, ge=1, description="Most notifications claimed per statement.")
+    delivery_poll_interval_s: float = Field(
+        default=5.0, gt=0, description="Seconds between claims when no NOTIFY arrives (NOTIFY wakes at once)."
+    )
+    delivery_lease_s: float = Field(
+        default=60.0, gt=0, description="Seconds a claim holds a notification before another worker may retry it."
+    )
+    delivery_max_attempts: int = Field(default=5, ge=1, description="Attempts before temporary-failure.")
+    delivery_retry_base_s: float = Field(
+        default=1.0, ge=0, description="Backoff of the first retry; doubles per attempt, full jitter."
+    )
+    delivery_shutdown_timeout_s: float = Field(
+        default=10.0, ge=0, description="Seconds in-flight deliveries may finish after SIGTERM."
+    )
+    simulator_delay_ms: int = Field(default=0, ge=0, description="The simulator's delay before it delivers.")
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for e-mail; unset sends e-mail to the simulator."
+    )
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = Field(default=False, description="Require STARTTLS before authenticating and sending.")
+    smtp_from: str = Field(default="notify@fastapi1.localhost", description="Sender address of every e-mail.")
+    smtp_timeout_s: float = Field(default=10.0, gt=0, description="Seconds for each SMTP connect and command.")
 
 
 def get_settings(request: Request) -> Settings:

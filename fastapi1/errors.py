@@ -146,6 +146,20 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
+def database_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be reached, rather than that the statement was wrong.
+
+    A connection cut in the middle of a statement reaches SQLAlchemy as a plain DBAPIError
+    (asyncpg's ConnectionDoesNotExistError has no closer DB-API class) that SQLAlchemy marks
+    as having invalidated its connection.
+
+    Args:
+        error: What a database call raised.
+    """
+    invalidated = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
+    return invalidated or isinstance(error, DATABASE_UNAVAILABLE)
+
+
 def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
     """Describe error responses for a route's OpenAPI ``responses`` argument.
 

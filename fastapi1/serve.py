@@ -1,21 +1,26 @@
-"""Launcher used by ``scripts/run_app.sh``: database, migrations, then HTTP workers.
+"""Launcher used by ``scripts/run_app.sh``: database, migrations, delivery workers, then HTTP workers.
 
 ``python -m fastapi1.serve`` starts the embedded PostgreSQL when ``DATABASE_URL`` is unset
-(once, in this process, so every worker shares it), migrates to head, and serves with
-uvicorn (one worker) or gunicorn with uvicorn workers (``WORKERS`` > 1).
+(once, in this process, so every worker shares it), migrates to head, starts
+``WORKER_PROCESSES`` delivery workers (``python -m fastapi1.worker``), and serves with
+uvicorn (one worker) or gunicorn with uvicorn workers (``WORKERS`` > 1). When serving stops,
+the delivery workers are stopped (SIGTERM, then their shutdown timeout), then the database.
 """
 
 import contextlib
 import logging.config
 import os
 import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
 import uvicorn
 from gunicorn.app.base import BaseApplication
 
-from fastapi1.config import Settings
+from fastapi1.config import DeliverySettings, Settings
 from fastapi1.db.embedded import embedded_postgres
 from fastapi1.db.migrate import upgrade_to_head
 
@@ -99,6 +104,52 @@ def exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+@contextlib.contextmanager
+def delivery_workers(settings: DeliverySettings) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Run ``WORKER_PROCESSES`` delivery workers for the duration of the block.
+
+    Each worker holds the read end of a pipe whose write end only this process holds: if this
+    process dies without stopping them (SIGKILL), they read end-of-file and stop themselves.
+
+    Args:
+        settings: The delivery settings.
+
+    Yields:
+        The worker processes.
+    """
+    parent_alive_reader, parent_alive = os.pipe()
+    command = [sys.executable, "-m", "fastapi1.worker", "--parent-fd", str(parent_alive_reader)]
+    workers = [
+        subprocess.Popen(command, pass_fds=(parent_alive_reader,))  # noqa: S603 (our own interpreter and module)
+        for _ in range(settings.worker_processes)
+    ]
+    os.close(parent_alive_reader)
+    try:
+        yield workers
+    finally:
+        stop_workers(workers, settings.delivery_shutdown_timeout_s + 10)
+        os.close(parent_alive)
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM the workers, wait for them, and SIGKILL whichever outlives ``timeout``.
+
+    Args:
+        workers: The worker processes.
+        timeout: Seconds each may take to finish its deliveries and exit.
+    """
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.error("Delivery worker %d did not stop in %.0fs; killing it", worker.pid, timeout)
+            worker.kill()
+            worker.wait()
+
+
 def main() -> None:
     """Resolve the database, migrate it, and serve."""
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
@@ -113,11 +164,14 @@ def main() -> None:
             settings = Settings()
         assert settings.database_url is not None
         upgrade_to_head(settings.database_url)
+        delivery = DeliverySettings()
+        stack.enter_context(delivery_workers(delivery))
         logger.info(
-            "Database at head; serving on http://%s:%d with %d worker(s)",
+            "Database at head; serving on http://%s:%d with %d worker(s) and %d delivery worker(s)",
             settings.host,
             settings.port,
             settings.workers,
+            delivery.worker_processes,
         )
         serve(settings)
 

@@ -364,8 +364,8 @@ async def direct_insert_ceiling(url: str, seconds: float, connections: int = 4, 
     """Rows/s PostgreSQL takes over asyncpg with the DAO's own unnest statements, no HTTP."""
     items = notification_items(rows_per_statement)
     insert_notifications = (
-        'INSERT INTO notifications (id, "to", template_id, status, created_at, updated_at) '
-        "SELECT id, recipient, NULL, 'created', $3, $3 FROM unnest($1::uuid[], $2::varchar[]) AS n(id, recipient)"
+        'INSERT INTO notifications (id, "to", template_id, status, created_at, updated_at, next_attempt_at) '
+        "SELECT id, recipient, NULL, 'created', $3, $3, $3 FROM unnest($1::uuid[], $2::varchar[]) AS n(id, recipient)"
     )
     insert_personalizations = (
         "INSERT INTO notification_personalizations (notification_id, key, value) "

@@ -26,6 +26,14 @@ def is_forkserver(process: psutil.Process) -> bool:
     return any("multiprocessing.forkserver" in argument for argument in process.cmdline())
 
 
+def is_delivery_worker(process: psutil.Process) -> bool:
+    """Whether the process is a delivery worker (``python -m fastapi1.worker``)."""
+    try:
+        return "fastapi1.worker" in process.cmdline()
+    except psutil.NoSuchProcess:
+        return False
+
+
 def pool_processes(owner: psutil.Process, workers: int, timeout: float = 60) -> list[psutil.Process]:
     """Everything ``owner`` started for its process pool, once all ``workers`` have started.
 

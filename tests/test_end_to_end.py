@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import PROJECT_ROOT, throwaway_database
-from tests.processes import is_forkserver, kill_all, pool_processes, running, survivors
+from tests.processes import is_delivery_worker, is_forkserver, kill_all, pool_processes, running, survivors
 
 
 def free_port() -> int:
@@ -127,11 +127,15 @@ class TestServing:
         server = start_server({**server_env, "WORKERS": "2"}, tmp_path / "server.log")
         server.wait_until_serving(timeout=120)
         assert httpx.get(f"{server.base_url}/status/ready").json() == {"database": "ok"}
-        workers = [child for child in psutil.Process(server.process.pid).children() if child.name() != "postgres"]
+        children = psutil.Process(server.process.pid).children()
+        delivery_workers = [child for child in children if is_delivery_worker(child)]
+        workers = [child for child in children if child.name() != "postgres" and child not in delivery_workers]
         assert len(workers) == 2, server.log()
+        assert len(delivery_workers) == 1, server.log()
         assert len(postmasters_of(data_dir)) == 1
 
         assert server.stop() == 0, server.log()
+        assert survivors(delivery_workers, timeout=0) == []
         assert postmasters_of(data_dir) == []
         assert (data_dir / "PG_VERSION").exists()
 
@@ -139,7 +143,10 @@ class TestServing:
 def http_workers(arbiter: psutil.Process, count: int, timeout: float = 60) -> list[psutil.Process]:
     """The arbiter's running HTTP workers, once there are ``count`` of them."""
     deadline = time.monotonic() + timeout
-    while len(workers := [child for child in arbiter.children() if running(child)]) != count:
+    while (
+        len(workers := [child for child in arbiter.children() if running(child) and not is_delivery_worker(child)])
+        != count
+    ):
         assert time.monotonic() < deadline, workers
         time.sleep(0.05)
     return workers

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-from fastapi1.config import Limits, Settings
+from fastapi1.config import DeliverySettings, Limits, Settings
 from tests.conftest import PROJECT_ROOT
 
 README = (PROJECT_ROOT / "README.md").read_text()
@@ -29,8 +29,17 @@ class TestReadme:
             for method in operations:
                 assert re.search(rf"{method.upper()} {pattern}", README), f"{method.upper()} {path}"
 
-    @pytest.mark.parametrize("settings_class", [Settings, Limits])
-    def test_every_setting_is_in_the_configuration_table(self, settings_class: type[Settings | Limits]) -> None:
+    @pytest.mark.parametrize(
+        "settings_class",
+        [
+            Settings,
+            Limits,
+            DeliverySettings,
+        ],
+    )
+    def test_every_setting_is_in_the_configuration_table(
+        self, settings_class: type[Settings | Limits | DeliverySettings]
+    ) -> None:
         prefix = settings_class.model_config.get("env_prefix", "")
         for name in settings_class.model_fields:
             assert f"| `{(prefix + name).upper()}` |" in README, (prefix + name).upper()

@@ -1,9 +1,13 @@
-"""Notifications and their personalization, one row per key."""
+"""Notifications and their personalization, one row per key.
+
+The notifications table is also the delivery outbox: a row is committed ``created`` with the
+request and the worker claims it from here (see :mod:`fastapi1.delivery`).
+"""
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fastapi1.db.base import Base
@@ -11,7 +15,30 @@ from fastapi1.db.base import Base
 RECIPIENT_MAX = 320
 PERSONALIZATION_KEY_MAX = 64
 PERSONALIZATION_VALUE_MAX = 10_000
-NOTIFICATION_STATUSES = ("created", "sending", "delivered", "failed")
+
+# GOV.UK Notify's statuses. Pending ones are waiting for (created) or inside (sending) a
+# delivery attempt; final ones never change again.
+PENDING_STATUSES = ("created", "sending")
+FAILURE_STATUSES = ("permanent-failure", "temporary-failure", "technical-failure")
+FINAL_STATUSES = ("delivered", *FAILURE_STATUSES)
+NOTIFICATION_STATUSES = (*PENDING_STATUSES, *FINAL_STATUSES)
+# Every allowed status change, written once: the DAO builds its guards from this table, so a
+# status never moves backwards and a final one never changes. ``sending -> sending`` is a new
+# attempt (a retry after backoff, or a reclaim after a lease ran out).
+TRANSITIONS: tuple[tuple[str, str], ...] = (
+    ("created", "sending"),
+    ("sending", "sending"),
+    *(("sending", final) for final in FINAL_STATUSES),
+)
+
+
+def quoted(values: tuple[str, ...]) -> str:
+    """A SQL list literal of ``values``: ``('a', 'b')``.
+
+    Args:
+        values: Plain identifiers-like strings (no quotes inside).
+    """
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
 
 
 class Notification(Base):
@@ -19,20 +46,41 @@ class Notification(Base):
 
     __tablename__ = "notifications"
     __table_args__ = (
-        CheckConstraint(f"status IN {NOTIFICATION_STATUSES!r}", name="status"),
+        CheckConstraint(f"status IN {quoted(NOTIFICATION_STATUSES)}", name="status"),
+        # Final exactly when completed; only pending rows are scheduled.
+        CheckConstraint(f"(completed_at IS NULL) = (status IN {quoted(PENDING_STATUSES)})", name="completed_at"),
+        CheckConstraint(
+            f"(next_attempt_at IS NULL) = (status NOT IN {quoted(PENDING_STATUSES)})", name="next_attempt_at"
+        ),
+        CheckConstraint("attempts >= 0", name="attempts"),
         # Keyset pagination newest first, unfiltered and by each filter.
         Index("ix_notifications_created_at_id", "created_at", "id"),
         Index("ix_notifications_status_created_at_id", "status", "created_at", "id"),
         Index("ix_notifications_template_id_created_at_id", "template_id", "created_at", "id"),
+        # The worker's claim: pending rows that are due, earliest first. Final rows (nearly all
+        # of a table of millions) are not in it, so the index stays the size of the backlog.
+        Index(
+            "ix_notifications_pending_next_attempt_at",
+            "next_attempt_at",
+            postgresql_where=text(f"status IN {quoted(PENDING_STATUSES)}"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     to: Mapped[str] = mapped_column(String(RECIPIENT_MAX))
     template_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("templates.id", ondelete="RESTRICT"))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Handed to a provider for the first time.
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The status became final.
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Delivery attempts started (claims); also the fencing token of the current claim.
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # When a worker may next claim the row: for ``created`` when it became due, for ``sending``
+    # when the claimant's lease runs out (or its retry backoff ends); null once final.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class NotificationPersonalization(Base):

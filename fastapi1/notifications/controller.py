@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fastapi1.config import LIMITS
 from fastapi1.errors import NotFound, Unprocessable
 from fastapi1.notifications import dao
-from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord, NotificationStatus
+from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord, NotificationStatus, StatusFilter
 from fastapi1.services import dao as services_dao
 from fastapi1.services import templating
 
@@ -152,6 +152,7 @@ async def create_notifications(
                 "created_at": stamp,
                 "updated_at": stamp,
                 "sent_at": None,
+                "completed_at": None,
             }
         )
     await dao.insert_notifications(session, rows, INITIAL_STATUS, now)
@@ -201,7 +202,7 @@ def to_notification(
     keys, texts = values["personalization_keys"], values["personalization_values"]
     personalization = dict(zip(keys, texts, strict=True)) if keys else {}
     subject, body = rendered(stored_template(values, templates), personalization)
-    sent_at = values["sent_at"]
+    sent_at, completed_at = values["sent_at"], values["completed_at"]
     return {
         "id": values["id"],
         "to": values["to"],
@@ -213,6 +214,7 @@ def to_notification(
         "created_at": timestamp(values["created_at"]),
         "updated_at": timestamp(values["updated_at"]),
         "sent_at": None if sent_at is None else timestamp(sent_at),
+        "completed_at": None if completed_at is None else timestamp(completed_at),
     }
 
 
@@ -239,7 +241,7 @@ async def list_notifications(
     session: AsyncSession,
     limit: int,
     older_than: uuid.UUID | None,
-    status: NotificationStatus | None,
+    status: StatusFilter | None,
     template_id: uuid.UUID | None,
 ) -> dict[str, object]:
     """Load a page of notifications, newest first.
@@ -248,7 +250,7 @@ async def list_notifications(
         session: Any session.
         limit: Page size.
         older_than: Id of the last notification of the previous page, or None.
-        status: Only this status, or any.
+        status: Only this status (``failed``: any failure), or any.
         template_id: Only this template, or any.
 
     Returns:

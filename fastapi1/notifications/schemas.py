@@ -18,7 +18,11 @@ MULTIPLE_MAX = LIMITS.notifications_per_request
 PAGE_LIMIT_MAX = LIMITS.page_size_max
 PAGE_LIMIT_DEFAULT = min(50, PAGE_LIMIT_MAX)
 
-NotificationStatus = Literal["created", "sending", "delivered", "failed"]
+NotificationStatus = Literal[
+    "created", "sending", "delivered", "permanent-failure", "temporary-failure", "technical-failure"
+]
+# What the list's ``status`` filter accepts: a status, or ``failed`` for the three failures (as Notify).
+StatusFilter = NotificationStatus | Literal["failed"]
 Recipient = Annotated[str, StringConstraints(min_length=1, max_length=RECIPIENT_MAX), NoNul]
 PersonalizationKey = Annotated[str, StringConstraints(min_length=1, max_length=PERSONALIZATION_KEY_MAX), NoNul]
 PersonalizationValue = Annotated[str, StringConstraints(max_length=PERSONALIZATION_VALUE_MAX), NoNul]
@@ -57,7 +61,8 @@ class Notification(BaseModel):
     )
     created_at: Timestamp
     updated_at: Timestamp
-    sent_at: Timestamp | None
+    sent_at: Timestamp | None = Field(description="When it was first handed to a provider; null until then.")
+    completed_at: Timestamp | None = Field(description="When its status became final; null until then.")
 
 
 class NotificationRecord(TypedDict):
@@ -77,6 +82,7 @@ class NotificationRecord(TypedDict):
     created_at: str
     updated_at: str
     sent_at: str | None
+    completed_at: str | None
 
 
 class NotificationPage(BaseModel):

@@ -18,7 +18,7 @@ from fastapi1.notifications.schemas import (
     Notification,
     NotificationCreate,
     NotificationPage,
-    NotificationStatus,
+    StatusFilter,
 )
 from fastapi1.responses import OrjsonResponse
 
@@ -124,7 +124,10 @@ async def list_notifications(
     older_than: Annotated[
         uuid.UUID | None, Query(description="The `next` of the previous page: list what is older than it.")
     ] = None,
-    status: Annotated[NotificationStatus | None, Query(description="Only notifications in this status.")] = None,
+    status: Annotated[
+        StatusFilter | None,
+        Query(description="Only notifications in this status; `failed` keeps the three failure statuses."),
+    ] = None,
     template_id: Annotated[uuid.UUID | None, Query(description="Only notifications from this template.")] = None,
 ) -> OrjsonResponse:
     """Keyset pagination: follow `next` until it is null. 404 when `older_than` names no notification.

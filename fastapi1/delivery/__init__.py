@@ -1,0 +1,1 @@
+"""Delivery: the worker claims notifications from the outbox, hands them to providers, records the outcome."""

@@ -1,0 +1,217 @@
+"""All SQL of delivery: claim due notifications, record outcomes, find the next due time.
+
+Every timestamp here is the database's ``now()``, the one clock all workers share, so a
+lease means the same on every host. Statements are built once, at import (see
+:mod:`fastapi1.notifications.dao`), and run as Core on the session's connection.
+"""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    Interval,
+    Row,
+    String,
+    Uuid,
+    bindparam,
+    case,
+    column,
+    extract,
+    func,
+    literal_column,
+    select,
+    tuple_,
+    update,
+    values,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fastapi1.models.notifications import PENDING_STATUSES, TRANSITIONS
+from fastapi1.notifications import dao as notifications_dao
+
+notifications = notifications_dao.notifications
+templates = notifications_dao.templates
+personalizations = notifications_dao.personalizations
+
+SENDING = "sending"
+
+
+def constants(*texts: str) -> list[ColumnElement[str]]:
+    """SQL string literals, written into the statement rather than bound.
+
+    A partial index serves a query only when the planner can prove the query's WHERE implies
+    the index's predicate; bound parameters would hide the statuses from it in a generic plan.
+
+    Args:
+        texts: Plain strings without quotes.
+    """
+    return [literal_column(f"'{text}'", String()) for text in texts]
+
+
+ONE_SECOND: ColumnElement[timedelta] = literal_column("interval '1 second'", Interval())
+
+# The transition table as SQL rows, so that every UPDATE below checks (old, new) against it.
+_transitions = values(
+    column("source", String()), column("target", String()), name="transitions", literal_binds=True
+).data(list(TRANSITIONS))
+ALLOWED = select(_transitions.c.source, _transitions.c.target)
+
+
+def sources(target: str) -> list[str]:
+    """The statuses from which ``target`` may be reached.
+
+    Args:
+        target: A status.
+    """
+    return [source for source, to in TRANSITIONS if to == target]
+
+
+# The rows to claim: due (created ones at once; sending ones when their lease or backoff has
+# run out), earliest first. SKIP LOCKED passes over rows another worker is claiming right now,
+# so concurrent claims never wait for each other and never take the same row. The range on
+# next_attempt_at under the partial index's predicate is one index scan of the due rows only.
+_claimable = (
+    select(notifications.c.id)
+    .where(notifications.c.status.in_(constants(*sources(SENDING))), notifications.c.next_attempt_at <= func.now())
+    .order_by(notifications.c.next_attempt_at)
+    .limit(bindparam("limit", type_=Integer()))
+    .with_for_update(skip_locked=True)
+    .cte("claimable")
+)
+_claimed = (
+    update(notifications)
+    .where(notifications.c.id == _claimable.c.id)
+    .values(
+        status=SENDING,
+        attempts=notifications.c.attempts + 1,
+        sent_at=func.coalesce(notifications.c.sent_at, func.now()),
+        updated_at=func.now(),
+        next_attempt_at=func.now() + bindparam("lease", type_=Interval()),
+    )
+    .returning(notifications.c.id, notifications.c.to, notifications.c.template_id, notifications.c.attempts)
+    .cte("claimed")
+)
+_personalization = (
+    select(
+        func.array_agg(personalizations.c.key).label("personalization_keys"),
+        func.array_agg(personalizations.c.value).label("personalization_values"),
+    )
+    .where(personalizations.c.notification_id == _claimed.c.id)
+    .lateral("personalization")
+)
+# One round trip: claim (mark sending, start the lease) and read what delivery needs.
+CLAIM = (
+    select(
+        _claimed,
+        templates.c.subject,
+        templates.c.content,
+        _personalization.c.personalization_keys,
+        _personalization.c.personalization_values,
+    )
+    .select_from(_claimed)
+    .outerjoin(templates, templates.c.id == _claimed.c.template_id)
+    .join(_personalization, literal_column("true"))
+)
+
+
+_outcomes = notifications_dao.unnest(
+    "outcomes", ids=Uuid(), new_statuses=String(), claimed_attempts=Integer(), delays=Float()
+)
+# Each outcome is applied only where (current status, new status) is an allowed transition,
+# so a duplicate or late outcome changes nothing once the status is final. A row that stays
+# pending (a retry, a released lease: ``delay`` set) is fenced by the attempt number too: a
+# worker whose lease ran out cannot reschedule the attempt another worker now holds.
+RECORD = (
+    update(notifications)
+    .where(
+        notifications.c.id == _outcomes.c.ids,
+        tuple_(notifications.c.status, _outcomes.c.new_statuses).in_(ALLOWED),
+        (_outcomes.c.delays.is_(None)) | (notifications.c.attempts == _outcomes.c.claimed_attempts),
+    )
+    .values(
+        status=_outcomes.c.new_statuses,
+        updated_at=func.now(),
+        completed_at=case((_outcomes.c.delays.is_(None), func.now())),
+        next_attempt_at=func.now() + _outcomes.c.delays * ONE_SECOND,
+    )
+    .returning(notifications.c.id)
+)
+
+# Seconds until the earliest pending row is due (negative when one is due now); one step
+# into the same partial index the claim uses.
+NEXT_DUE = select(extract("epoch", func.min(notifications.c.next_attempt_at) - func.now())).where(
+    notifications.c.status.in_(constants(*PENDING_STATUSES))
+)
+
+
+@dataclass(slots=True)
+class Outcomes:
+    """Outcomes to record, column by column; ``delays`` is None for a final status."""
+
+    ids: list[uuid.UUID] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    attempts: list[int] = field(default_factory=list)
+    delays: list[float | None] = field(default_factory=list)
+
+    def add(self, notification_id: uuid.UUID, status: str, attempt: int, delay: float | None) -> None:
+        """Append one outcome.
+
+        Args:
+            notification_id: The notification.
+            status: Its new status.
+            attempt: The attempt (claim) the outcome belongs to.
+            delay: Seconds until it is due again when it stays pending; None when final.
+        """
+        self.ids.append(notification_id)
+        self.statuses.append(status)
+        self.attempts.append(attempt)
+        self.delays.append(delay)
+
+
+async def claim(session: AsyncSession, limit: int, lease: timedelta) -> Sequence[Row[tuple[object, ...]]]:
+    """Claim up to ``limit`` due notifications: mark them sending, leased for ``lease``.
+
+    Args:
+        session: A write session; the claim holds once its transaction commits.
+        limit: Most rows to claim.
+        lease: How long the claim holds before another worker may take the rows again.
+
+    Returns:
+        Rows with ``id``, ``to``, ``template_id``, ``attempts`` (this attempt's number), the template's
+        ``subject`` and ``content``, and ``personalization_keys`` / ``personalization_values``.
+    """
+    connection = await session.connection()
+    return (await connection.execute(CLAIM, {"limit": limit, "lease": lease})).all()
+
+
+async def record(session: AsyncSession, outcomes: Outcomes) -> set[uuid.UUID]:
+    """Apply outcomes where the transition is allowed, in one statement.
+
+    Args:
+        session: A write session.
+        outcomes: The outcomes.
+
+    Returns:
+        The ids whose row changed; the others were final already, or held by a newer attempt.
+    """
+    connection = await session.connection()
+    parameters = {"ids": outcomes.ids, "new_statuses": outcomes.statuses, "claimed_attempts": outcomes.attempts}
+    result = await connection.execute(RECORD, parameters | {"delays": outcomes.delays})
+    return set(result.scalars())
+
+
+async def seconds_until_due(session: AsyncSession) -> float | None:
+    """Seconds until the earliest pending notification is due (at most 0 if one is), None if none is pending.
+
+    Args:
+        session: Any session.
+    """
+    connection = await session.connection()
+    seconds = (await connection.execute(NEXT_DUE)).scalar_one()
+    return None if seconds is None else float(cast(float, seconds))

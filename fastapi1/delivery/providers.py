@@ -1,0 +1,194 @@
+"""Providers: where a notification leaves fastapi1. SMTP for e-mail when configured, else the simulator.
+
+A provider's ``send`` returns when the provider accepted the message and raises
+:class:`PermanentFailure` (never retried) or :class:`TransientFailure` (retried with backoff);
+any other exception is a fault on fastapi1's side and ends as ``technical-failure``.
+"""
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Protocol
+
+import aiosmtplib
+
+from fastapi1.config import DeliverySettings
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered notification, ready for a provider; ``id`` is the provider's idempotency key."""
+
+    id: uuid.UUID
+    to: str
+    subject: str | None
+    body: str
+
+
+class PermanentFailure(Exception):
+    """The provider refused the message for good."""
+
+
+class TransientFailure(Exception):
+    """The provider could not take the message now; it may later."""
+
+
+class Provider(Protocol):
+    """Anything that can send a message."""
+
+    async def send(self, message: Message) -> None:
+        """Hand the message over.
+
+        Args:
+            message: The message.
+        """
+
+
+# GOV.UK Notify's test recipients (its "smoke test" addresses and numbers).
+SIMULATED_PERMANENT = frozenset({"perm-fail@simulator.notify", "+447700900002"})
+SIMULATED_TRANSIENT = frozenset({"temp-fail@simulator.notify", "+447700900003"})
+SIMULATED = SIMULATED_PERMANENT | SIMULATED_TRANSIENT
+
+
+class Simulator:
+    """Notify's simulator: fails its test recipients as Notify does, delivers to everyone else."""
+
+    def __init__(self, delay_s: float) -> None:
+        """Keep the delay.
+
+        Args:
+            delay_s: Seconds before a message counts as delivered.
+        """
+        self.delay_s = delay_s
+
+    async def send(self, message: Message) -> None:
+        """Deliver after the delay, or fail for the test recipients.
+
+        Args:
+            message: The message.
+
+        Raises:
+            PermanentFailure: For the permanent-failure recipients.
+            TransientFailure: For the temporary-failure recipients, every time.
+        """
+        if message.to in SIMULATED_PERMANENT:
+            raise PermanentFailure("simulated permanent failure")
+        if message.to in SIMULATED_TRANSIENT:
+            raise TransientFailure("simulated temporary failure")
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+
+
+def smtp_failure(error: aiosmtplib.SMTPException) -> Exception:
+    """Classify an SMTP error: a 5xx reply is permanent, a 4xx reply or a lost connection transient.
+
+    A refused login (535) is returned as it is: wrong credentials are fastapi1's fault, not the
+    recipient's, so the notification ends as ``technical-failure``.
+
+    Args:
+        error: What aiosmtplib raised.
+    """
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+        return error
+    code = error.code if isinstance(error, aiosmtplib.SMTPResponseException) else None
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused) and error.recipients:
+        code = error.recipients[0].code
+    if code is not None and 500 <= code < 600:
+        return PermanentFailure(f"SMTP {code}: {error}")
+    return TransientFailure(f"SMTP: {error}")
+
+
+class Smtp:
+    """E-mail through an SMTP server (aiosmtplib), one connection per message."""
+
+    def __init__(self, settings: DeliverySettings) -> None:
+        """Keep the server's settings.
+
+        Args:
+            settings: The SMTP_* settings.
+        """
+        self.settings = settings
+        sender_domain = settings.smtp_from.rpartition("@")[2]
+        self.message_id_domain = sender_domain or "fastapi1"
+
+    def build(self, message: Message) -> EmailMessage:
+        """The e-mail: rendered subject and body, the notification id as its Message-ID.
+
+        Args:
+            message: The message.
+
+        Raises:
+            PermanentFailure: When the recipient cannot be an e-mail header (a line break in it).
+        """
+        email = EmailMessage()
+        email["From"] = self.settings.smtp_from
+        try:
+            email["To"] = message.to
+        except ValueError as error:
+            raise PermanentFailure(f"invalid recipient: {error}") from error
+        if message.subject:
+            # A header is one line: line breaks a personalization put into the subject fold to spaces.
+            email["Subject"] = " ".join(message.subject.split())
+        email["Message-ID"] = f"<{message.id}@{self.message_id_domain}>"
+        email["Date"] = format_datetime(datetime.now(UTC))
+        email.set_content(message.body)
+        return email
+
+    async def send(self, message: Message) -> None:
+        """Send the e-mail.
+
+        Args:
+            message: The message.
+
+        Raises:
+            PermanentFailure: On a 5xx reply.
+            TransientFailure: On a 4xx reply or a lost connection.
+        """
+        email = self.build(message)
+        settings = self.settings
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        try:
+            await aiosmtplib.send(
+                email,
+                hostname=settings.smtp_host,
+                port=settings.smtp_port,
+                username=settings.smtp_username,
+                password=password,
+                start_tls=settings.smtp_starttls,
+                timeout=settings.smtp_timeout_s,
+            )
+        except aiosmtplib.SMTPException as error:
+            raise smtp_failure(error) from error
+
+
+@dataclass(frozen=True, slots=True)
+class Providers:
+    """Which provider takes a message: e-mail (a recipient with ``@``) or SMS."""
+
+    email: Provider
+    sms: Provider
+    simulator: Provider
+
+    def for_message(self, message: Message) -> Provider:
+        """The provider for ``message``; Notify's test recipients always go to the simulator.
+
+        Args:
+            message: The message.
+        """
+        if message.to in SIMULATED:
+            return self.simulator
+        return self.email if "@" in message.to else self.sms
+
+
+def configured_providers(settings: DeliverySettings) -> Providers:
+    """SMTP for e-mail when ``SMTP_HOST`` is set; the simulator for SMS and otherwise.
+
+    Args:
+        settings: The delivery settings.
+    """
+    simulator = Simulator(settings.simulator_delay_ms / 1000)
+    email: Provider = Smtp(settings) if settings.smtp_host else simulator
+    return Providers(email=email, sms=simulator, simulator=simulator)

@@ -1,0 +1,101 @@
+"""The worker's process: settings, logging, signals, and the tasks it owns until it stops.
+
+SIGTERM or SIGINT (or the end of the parent's pipe, see ``--parent-fd``) stops claiming;
+deliveries in flight get ``DELIVERY_SHUTDOWN_TIMEOUT_S`` to finish, what is still held is
+released for other workers, and the process exits 0.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import logging.config
+import signal
+from collections.abc import Callable
+
+import uvloop
+
+from fastapi1.config import DeliverySettings, Settings
+from fastapi1.db.embedded import embedded_postgres_async
+from fastapi1.db.engine import Database
+from fastapi1.db.listen import asyncpg_dsn, listen
+from fastapi1.delivery.controller import Relay
+from fastapi1.delivery.providers import Providers, configured_providers
+from fastapi1.notifications.dao import CREATED_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+# Seconds between reconnections of the LISTEN connection after an outage, and between its
+# liveness checks; the claim loop's own retries are as quick.
+LISTEN_RETRY_S = 1.0
+
+
+async def deliver_until_stopped(relay: Relay, database_url: str) -> None:
+    """Run the relay and the listener that wakes it, until :meth:`Relay.stop`.
+
+    Args:
+        relay: The relay.
+        database_url: The database the listener listens on.
+    """
+    async with asyncio.TaskGroup() as tasks:
+        listener = tasks.create_task(listen(asyncpg_dsn(database_url), CREATED_CHANNEL, relay.notify, LISTEN_RETRY_S))
+        await relay.run()
+        listener.cancel()
+
+
+def stop_on_parent_exit(loop: asyncio.AbstractEventLoop, parent_fd: int, stop: Callable[[], None]) -> None:
+    """Call ``stop`` when the parent's end of a pipe closes, that is when the parent is gone.
+
+    Args:
+        loop: The running loop.
+        parent_fd: The read end of a pipe whose write end only the parent holds.
+        stop: What to call.
+    """
+
+    def parent_gone() -> None:
+        loop.remove_reader(parent_fd)
+        logger.warning("Parent process gone; stopping")
+        stop()
+
+    loop.add_reader(parent_fd, parent_gone)
+
+
+async def run(
+    settings: Settings, delivery: DeliverySettings, parent_fd: int | None = None, providers: Providers | None = None
+) -> None:
+    """Run the worker until a stop signal.
+
+    Args:
+        settings: Database settings (the embedded PostgreSQL when ``DATABASE_URL`` is unset).
+        delivery: Delivery settings.
+        parent_fd: See :func:`stop_on_parent_exit`; None when the worker runs on its own.
+        providers: Where messages go; the configured ones when None.
+    """
+    loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as stack:
+        url = settings.database_url
+        if url is None:
+            url = await stack.enter_async_context(embedded_postgres_async(settings.embedded_data_dir))
+        database = Database.connect(url, None, settings)
+        stack.push_async_callback(database.dispose)
+        relay = Relay(database, delivery, providers or configured_providers(delivery))
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop_signal, relay.stop)
+        if parent_fd is not None:
+            stop_on_parent_exit(loop, parent_fd, relay.stop)
+        logger.info("Worker delivering (concurrency %d)", delivery.delivery_concurrency)
+        await deliver_until_stopped(relay, url)
+    logger.info("Worker stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the arguments, configure logging and run the worker.
+
+    Args:
+        argv: Command-line arguments; ``sys.argv`` when None.
+    """
+    parser = argparse.ArgumentParser(prog="python -m fastapi1.worker", description=__doc__)
+    parser.add_argument("--parent-fd", type=int, help="stop when this pipe's write end closes (set by fastapi1.serve)")
+    arguments = parser.parse_args(argv)
+    settings = Settings()
+    logging.config.fileConfig(settings.log_config, disable_existing_loggers=False)
+    uvloop.run(run(settings, DeliverySettings(), arguments.parent_fd))
