@@ -268,6 +268,21 @@ async def handle_database_unavailable(request: Request, error: Exception) -> Orj
     return OrjsonResponse({"detail": "Database unavailable, try again shortly"}, status_code=503)
 
 
+async def handle_database_error(request: Request, error: Exception) -> OrjsonResponse:
+    """A 503 for a driver error that lost its connection mid-statement, else the unexpected 500.
+
+    Args:
+        request: The failed request.
+        error: A DBAPIError that none of the DATABASE_UNAVAILABLE classes matched.
+
+    Returns:
+        The 503 or 500 response.
+    """
+    if database_unavailable(error):
+        return await handle_database_unavailable(request, error)
+    return await handle_unexpected(request, error)
+
+
 async def handle_unexpected(request: Request, error: Exception) -> OrjsonResponse:
     """Log an unexpected error with its traceback and answer 500 without details.
 
@@ -292,4 +307,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, handle_request_validation)
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, handle_database_unavailable)
+    # The classes above are more specific, so their handler wins for them.
+    app.add_exception_handler(sa_exc.DBAPIError, handle_database_error)
     app.add_exception_handler(Exception, handle_unexpected)
