@@ -410,6 +410,9 @@ class Batcher(Generic[K, R, T]):
             if part.taken < len(part.rows):
                 self._withdraw(part)
                 self._settle(part.group, now)
+        # Settling may find a group due at once (its new oldest row is past its deadline, and
+        # its timer, if it was about to fire, is cancelled): send it now, not at the next event.
+        self._dispatch()
 
     async def _send(self, key: K, segments: list[Segment[K, R, T]]) -> None:
         """Send one batch, skipping rows whose request ended since the cut; free the slot after.

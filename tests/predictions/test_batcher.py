@@ -3,6 +3,7 @@
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -168,6 +169,21 @@ class TestBackPressure:
 
 
 class TestCancellation:
+    async def test_a_cancellation_that_leaves_a_group_overdue_sends_it_at_once(self) -> None:
+        # Found in review: the loop runs late, both rows are past their deadline before the
+        # group's timer fires, and the oldest request is cancelled in that same loop turn.
+        # Settling the group cancels its timer; without a dispatch the survivor would wait
+        # for an unrelated event, forever on an idle server.
+        async with batcher_over(RecordingBackend(), max_size=64, max_wait_s=0.02) as batcher:
+            first = asyncio.create_task(batcher.run([(key(), [1.0])]))
+            await asyncio.sleep(0)
+            second = asyncio.create_task(batcher.run([(key(), [2.0])]))
+            await asyncio.sleep(0)
+            time.sleep(0.05)  # noqa: ASYNC251 -- the point: the event loop is busy past both deadlines
+            first.cancel()
+            async with asyncio.timeout(2):
+                assert await second == [2.0]
+
     async def test_a_cancelled_request_leaves_the_queue_and_its_rows_are_never_sent(self) -> None:
         backend = RecordingBackend()
         async with batcher_over(backend, max_size=4, max_wait_s=60) as batcher:
