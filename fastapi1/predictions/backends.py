@@ -60,9 +60,11 @@ class BackendRequest(BaseModel):
 
 
 class BackendResponse(BaseModel):
-    """One action per row of the batch, in row order."""
+    """One action per row of the batch, in row order; null (or NaN, infinity) where a row has none."""
 
-    actions_array: list[FiniteNumber]
+    # Per row, not per batch: a model that cannot answer one client's row (the mock's sum that
+    # overflows, which JSON carries as null) must not fail the other clients' rows.
+    actions_array: list[Annotated[float, Strict()] | None]
 
 
 class TextBackendRequest(BaseModel):
@@ -202,7 +204,9 @@ class HttpBackend:
             observations: The rows.
         """
         body = {"agent_type": agent_type, "observation_array": observations}
-        return (await self.post(nn_model_name, body, BackendResponse)).actions_array
+        actions = (await self.post(nn_model_name, body, BackendResponse)).actions_array
+        # A row without an action becomes NaN, which call_backend fails for that row alone.
+        return [math.nan if action is None else action for action in actions]
 
     async def generate(self, model_name: str, inputs: list[str]) -> list[str]:
         """Post one batch of texts.

@@ -127,6 +127,17 @@ class TestOverHttp:
         assert failed.json() == {"detail": "Backend failed: model mock-failure answered HTTP 500"}
         assert answered.json()["actions"] == {"a": {"action": 3.0}}
 
+    async def test_an_overflowing_row_fails_only_its_client_over_http_too(self, app: FastAPI, mock_server: str) -> None:
+        # The served mock's sum of two 1.7e308 is infinite, which JSON carries as null.
+        settings = Settings(backend_url=mock_server, batch_max_wait_ms=50)
+        async with open_gateway(settings) as gateway, serving(app, gateway.batcher) as client:
+            overflowing, answered = await asyncio.gather(
+                client.post("/predict", json=agents_body({"a": ([1.7e308, 1.7e308], None, "m")})),
+                client.post("/predict", json=agents_body({"a": ([1.0, 2.0], None, "m")})),
+            )
+        assert overflowing.status_code == 502
+        assert answered.json()["actions"] == {"a": {"action": 3.0}}
+
     @pytest.mark.parametrize("name", [".", "..", "a:b", "A.Z_0-9"])
     async def test_every_model_name_reaches_its_own_endpoint(self, mock_server: str, name: str) -> None:
         async with httpx.AsyncClient(base_url=mock_server) as client:
@@ -149,11 +160,13 @@ class Recorder:
 
 
 @contextlib.asynccontextmanager
-async def batcher_against(server: Recorder) -> AsyncIterator[Batcher[BatchKey, list[float] | str, float | str]]:
+async def batcher_against(
+    server: Recorder, max_wait_s: float = 0
+) -> AsyncIterator[Batcher[BatchKey, list[float] | str, float | str]]:
     transport = httpx.ASGITransport(app=server)
     async with httpx.AsyncClient(transport=transport, base_url="http://backend/v1") as client:
         call = functools.partial(call_backend, HttpBackend(client))
-        async with Batcher(BatchPolicy(max_wait_s=0), call) as batcher:
+        async with Batcher(BatchPolicy(max_wait_s=max_wait_s), call) as batcher:
             yield batcher
 
 
@@ -176,7 +189,6 @@ class TestHttpAnswers:
         ("status", "body", "reason"),
         [
             (200, b'{"actions_array": [1.0]}', "1 answers for 2 rows"),
-            (200, b'{"actions_array": [1.0, null]}', "model m answered a body of the wrong shape"),
             (200, b'{"actions_array": [1.0, "2"]}', "model m answered a body of the wrong shape"),
             (200, b'{"actions": [1.0, 2.0]}', "model m answered a body of the wrong shape"),
             (200, b"not json", "model m answered a body of the wrong shape"),
@@ -189,6 +201,17 @@ class TestHttpAnswers:
             with pytest.raises(BackendFailed) as failed:
                 await batcher.run([(AGENTS, [1.0, 2.0]), (AGENTS, [3.0, 4.0])])
         assert failed.value.message == f"Backend failed: {reason}"
+
+    @pytest.mark.parametrize("missing", [b"null", b"NaN", b"Infinity"])
+    async def test_a_row_without_a_finite_action_fails_only_its_own_request(self, missing: bytes) -> None:
+        server = Recorder(200, b'{"actions_array": [1.0, ' + missing + b"]}")
+        async with batcher_against(server, max_wait_s=0.05) as batcher:
+            answered, failed = await asyncio.gather(
+                batcher.run([(AGENTS, [1.0, 2.0])]), batcher.run([(AGENTS, [3.0, 4.0])]), return_exceptions=True
+            )
+        assert answered == [1.0]
+        assert isinstance(failed, BackendFailed)
+        assert failed.message == "Backend failed: model m answered an action that is not a finite number"
 
     async def test_a_text_result_that_is_not_a_string_fails_the_batch(self) -> None:
         async with batcher_against(Recorder(200, b'{"result_array": [7]}')) as batcher:
