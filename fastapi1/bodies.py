@@ -207,6 +207,10 @@ class JsonBodyRoute(APIRoute):
         handler = super().get_route_handler()
         if self.body_field is None:
             return handler
+        body_params = self.dependant.body_params
+        if len(body_params) > 1 or getattr(body_params[0].field_info, "embed", False):
+            # FastAPI would look the fields up in a dict, and json() hands it the validated value.
+            raise TypeError(f"{self.path}: JsonBodyRoute reads one whole body, not embedded or several bodies")
         # The parameter's type with its constraints (Body(max_length=...) lands in metadata).
         field = self.body_field.field_info
         body_type: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
@@ -265,7 +269,7 @@ class BodyLimitMiddleware:
             The declared length.
         """
         value = Headers(scope=scope).get("content-length", "")
-        return int(value) if value.isdigit() else 0
+        return int(value) if value.isascii() and value.isdigit() else 0
 
 
 class BodyCounter:

@@ -9,11 +9,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from fastapi1.responses import OrjsonResponse
 
 logger = logging.getLogger("fastapi1")
+
+# nginx's status for "the client closed the request": nobody reads it, the request log does.
+CLIENT_CLOSED_REQUEST = 499
 
 
 class ErrorMessage(BaseModel):
@@ -283,6 +287,21 @@ async def handle_database_error(request: Request, error: Exception) -> OrjsonRes
     return await handle_unexpected(request, error)
 
 
+async def handle_client_disconnect(request: Request, error: Exception) -> Response:
+    """A client that went away while its body was read: no traceback, logged as ``499``.
+
+    Nobody reads the response; the status is for the request log (nginx's code for it).
+
+    Args:
+        request: The abandoned request.
+        error: The ClientDisconnect.
+
+    Returns:
+        An empty 499.
+    """
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def handle_unexpected(request: Request, error: Exception) -> OrjsonResponse:
     """Log an unexpected error with its traceback and answer 500 without details.
 
@@ -309,4 +328,5 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error, handle_database_unavailable)
     # The classes above are more specific, so their handler wins for them.
     app.add_exception_handler(sa_exc.DBAPIError, handle_database_error)
+    app.add_exception_handler(ClientDisconnect, handle_client_disconnect)
     app.add_exception_handler(Exception, handle_unexpected)

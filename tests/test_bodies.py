@@ -2,10 +2,15 @@
 
 import codecs
 import json
-from typing import Any
+import logging
+from typing import Annotated, Any
 
 import pytest
+from fastapi import APIRouter, Body, FastAPI
 from httpx import AsyncClient
+from starlette.types import Message
+
+from fastapi1.bodies import JsonBodyRoute
 
 JSON = {"content-type": "application/json"}
 KEYS = [f"k{index}" for index in range(100)]
@@ -158,3 +163,51 @@ class TestErrorCount:
         response = await client.post("/add_numbers", json={"numbers": ["x"] * 20})
         detail = response.json()["detail"]
         assert [error["loc"] for error in detail] == [["body", "numbers", index] for index in range(20)]
+
+
+class TestClientGoneMidBody:
+    @pytest.mark.parametrize("path", ["/add", "/notifications/v1/multiple", "/predict"])
+    async def test_a_client_that_leaves_during_its_body_is_a_499_without_a_traceback(
+        self, app: FastAPI, path: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        incoming = iter(
+            [{"type": "http.request", "body": b'{"batchid": "x", "pay', "more_body": True}, {"type": "http.disconnect"}]
+        )
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return next(incoming, {"type": "http.disconnect"})
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+            "app": app,
+        }
+        with caplog.at_level(logging.INFO, logger="fastapi1"):
+            await app(scope, receive, send)
+        assert sent[0]["status"] == 499
+        assert not [record for record in caplog.records if record.exc_info], caplog.text
+
+
+class TestOneWholeBody:
+    def test_a_route_with_an_embedded_body_is_refused_when_it_is_declared(self) -> None:
+        router = APIRouter(route_class=JsonBodyRoute)
+
+        async def embedded(name: Annotated[str, Body(embed=True)]) -> None:
+            """A route JsonBodyRoute cannot serve."""
+
+        with pytest.raises(TypeError, match="one whole body"):
+            router.add_api_route("/embedded", embedded, methods=["POST"])

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
 from fastapi1.bodies import CONTENT_TOO_LARGE, read_json_body
-from fastapi1.errors import BackendFailed, BodyValidationError, NotImplementedYet, Overloaded, responses
+from fastapi1.errors import (
+    CLIENT_CLOSED_REQUEST,
+    BackendFailed,
+    BodyValidationError,
+    NotImplementedYet,
+    Overloaded,
+    responses,
+)
 from fastapi1.predictions import controller
 from fastapi1.predictions.controller import Gateway
 from fastapi1.predictions.schemas import (
@@ -28,8 +35,6 @@ router = APIRouter(tags=["predictions"])
 
 T = TypeVar("T")
 
-# nginx's code for "the client closed the request": nobody reads it, the request log does.
-CLIENT_CLOSED_REQUEST = 499
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = (
     responses(BackendFailed, Overloaded, NotImplementedYet)
     | CONTENT_TOO_LARGE
