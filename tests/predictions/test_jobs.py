@@ -3,56 +3,23 @@
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from httpx import AsyncClient, Response
+from httpx import AsyncClient
 from sqlalchemy import text
 
-from fastapi1.app import create_app
 from fastapi1.config import DeliverySettings, Settings
 from fastapi1.db.engine import Database
 from fastapi1.predictions.controller import Gateway
 from fastapi1.predictions.jobs import JobRelay
 from fastapi1.worker.main import predict_until_stopped
-from tests.conftest import throwaway_database
 from tests.delivery.conftest import wait_until
-from tests.predictions.support import RecordingBackend, agents_body, batcher_over, serving
+from tests.predictions.support import ASYNC, RecordingBackend, agents_body, batcher_over, count, finished, jobs, submit
 
-ASYNC = {"Async-Mode": "true"}
 AGENTS = agents_body({"b": ([0.1, 0.2], "lr", "foundation-v1"), "a": ([1.0, 2.0, 3.0], None, "other")})
 TEXT = {"input": "some text"}
-
-
-@pytest.fixture
-def jobs_url(admin_url: str) -> Iterator[str]:
-    """A migrated database of the test's own: the relay's transactions commit for real."""
-    with throwaway_database(admin_url) as url:
-        yield url
-
-
-@pytest.fixture
-async def database(jobs_url: str, settings: Settings) -> AsyncIterator[Database]:
-    """Engines on the test's database, for the test's own queries."""
-    database = Database.connect(jobs_url, None, settings)
-    try:
-        yield database
-    finally:
-        await database.dispose()
-
-
-@pytest.fixture
-async def api(jobs_url: str, settings: Settings) -> AsyncIterator[AsyncClient]:
-    """The HTTP API on the test's database, its synchronous path on a fast recording backend."""
-    app: FastAPI = create_app(settings.model_copy(update={"database_url": jobs_url, "compute_workers": 1}))
-    async with (
-        app.router.lifespan_context(app),
-        batcher_over(RecordingBackend(), max_wait_s=0.001) as batcher,
-        serving(app, batcher) as http,
-    ):
-        yield http
 
 
 def worker_settings(**overrides: Any) -> DeliverySettings:
@@ -89,45 +56,6 @@ def run_relay(jobs_url: str, settings: Settings) -> RunRelay:
         return running_relay(jobs_url, settings, backend, **overrides)
 
     return run
-
-
-async def submit(api: AsyncClient, body: dict[str, Any], path: str = "/predict") -> str:
-    """Submit a job; its id, after checking the 202."""
-    response = await api.post(path, json=body, headers=ASYNC)
-    assert response.status_code == 202, response.text
-    prediction_id = response.json()["prediction_id"]
-    assert response.json() == {
-        "message": "Request received. Processing asynchronously.",
-        "prediction_id": prediction_id,
-    }
-    assert uuid.UUID(prediction_id).version == 4
-    assert response.headers["location"] == f"/predict/{prediction_id}"
-    return str(prediction_id)
-
-
-async def finished(api: AsyncClient, prediction_id: str, within: float = 20) -> dict[str, Any]:
-    """Poll ``GET /predict/{id}`` until it is not 400; its 200 body."""
-    answers: list[Response] = []
-
-    async def done() -> bool:
-        answers.append(await api.get(f"/predict/{prediction_id}"))
-        return answers[-1].status_code != 400
-
-    await wait_until(done, within)
-    assert answers[-1].status_code == 200, answers[-1].text
-    return dict(answers[-1].json())
-
-
-async def jobs(database: Database) -> dict[str, dict[str, Any]]:
-    """Every job's queue columns, by id."""
-    query = "SELECT id::text, status, attempts, next_attempt_at <= now() AS due FROM predictions"
-    async with database.write_engine.connect() as connection:
-        return {row["id"]: dict(row) for row in (await connection.execute(text(query))).mappings()}
-
-
-async def count(database: Database, table: str) -> int:
-    async with database.write_engine.connect() as connection:
-        return int((await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
 
 
 class TestAccepting:
