@@ -153,6 +153,9 @@ class JobRelay(ClaimLoop):
         except BackendFailed as error:
             return Outcome(FAILED, error=error.message)
         except (Overloaded, ServiceUnavailable) as error:
+            if len(job.agents) > self.gateway.batcher.policy.max_queue:
+                # It would be refused on every retry: a queue smaller than the agent limit.
+                return Outcome(FAILED, error=f"{len(job.agents)} agents do not fit the prediction queue")
             logger.warning("Prediction %s: retrying in %.1fs: %s", job.id, OVERLOADED_RETRY_S, error.message)
             return Outcome(None, retry_s=OVERLOADED_RETRY_S)
 

@@ -34,7 +34,12 @@ async def running_relay(
 ) -> AsyncIterator[JobRelay]:
     """A prediction relay with its listener and its own batcher, as a worker runs them, stopped on exit."""
     database = Database.connect(url, None, settings)
-    async with batcher_over(backend, max_wait_s=max_wait_s, max_size=overrides.pop("max_size", 64)) as batcher:
+    policy = {
+        "max_size": overrides.pop("max_size", 64),
+        "max_queue": overrides.pop("max_queue", 100_000),
+        "max_concurrency": overrides.pop("max_concurrency", 64),
+    }
+    async with batcher_over(backend, max_wait_s=max_wait_s, **policy) as batcher:
         relay = JobRelay(database, worker_settings(**overrides), Gateway(batcher, "text-mock"))
         task = asyncio.create_task(predict_until_stopped(relay, url))
         try:
@@ -159,6 +164,37 @@ class TestFailures:
         assert answer["status"] == "failed"
         assert answer["error"] == "Abandoned: 2 workers stopped before finishing it"
         assert backend.calls == []
+
+    async def test_a_job_refused_by_a_full_queue_is_retried_and_one_that_never_fits_fails(
+        self, api: AsyncClient, database: Database, run_relay: RunRelay
+    ) -> None:
+        backend = RecordingBackend()
+        gate = backend.hold()
+        async with run_relay(backend, max_queue=2, max_concurrency=1):
+            first = await submit(api, agents_body({"a": ([1.0], None, "m")}))
+            await wait_until(lambda: called(backend, 1), within=10)
+            # The only call slot is held: these two rows wait in the queue and fill it.
+            queued = await submit(api, agents_body({"b": ([2.0], None, "m"), "c": ([3.0], None, "m")}))
+            await wait_until(lambda: claimed(database, queued), within=10)
+            refused = await submit(api, agents_body({"d": ([4.0], None, "m")}))
+            too_big = await submit(api, agents_body({name: ([1.0], None, "m") for name in "xyz"}))
+            answer = await finished(api, too_big)
+            error = "3 agents do not fit the prediction queue"
+            assert answer == {"prediction_id": too_big, "status": "failed", "error": error}
+            assert (await jobs(database))[refused]["status"] == "pending"
+            gate.set()
+            for prediction_id in (first, queued, refused):
+                assert (await finished(api, prediction_id))["status"] == "complete"
+        # Refused once, then claimed again when due.
+        assert (await jobs(database))[refused]["attempts"] == 2
+
+
+async def called(backend: RecordingBackend, calls: int) -> bool:
+    return len(backend.calls) >= calls
+
+
+async def claimed(database: Database, prediction_id: str) -> bool:
+    return bool((await jobs(database))[prediction_id]["attempts"] >= 1)
 
 
 class TestRelay:
