@@ -1,9 +1,12 @@
-"""Prediction jobs across worker processes: SIGTERM lets a job finish, SIGKILL strands nothing."""
+"""Prediction jobs across processes: SIGTERM lets a job finish, SIGKILL strands nothing, run_app.sh serves them."""
 
+import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from httpx import AsyncClient
@@ -13,6 +16,7 @@ from tests.delivery.conftest import wait_until
 from tests.delivery.test_process import Workers
 from tests.predictions.support import agents_body, finished, jobs, submit
 from tests.processes import kill_all
+from tests.test_end_to_end import RunningServer, free_port
 
 FAST = {"BACKEND_DELAY_MIN_S": "0.001", "BACKEND_DELAY_MAX_S": "0.005"}
 
@@ -69,3 +73,26 @@ class TestWorkerProcess:
         assert answers[0]["output"]["actions"] == {"a": {"action": 3.0}}
         # Each was claimed twice: by the killed worker (whose backend call never returned) and its heir.
         assert {row["attempts"] for row in (await jobs(database)).values()} == {2}
+
+
+class TestRunApp:
+    def test_the_launcher_answers_an_async_job_through_its_worker(self, jobs_url: str, tmp_path: Path) -> None:
+        env = {key: value for key, value in os.environ.items() if key != "DATABASE_READ_URL"}
+        env.update(DATABASE_URL=jobs_url, HOST="127.0.0.1", PORT=str(free_port()), WORKERS="1", **FAST)
+        server = RunningServer(env, tmp_path / "server.log")
+        try:
+            server.wait_until_serving(timeout=60)
+            accepted = httpx.post(
+                f"{server.base_url}/predict", json={"input": "some text"}, headers={"Async-Mode": "true"}, timeout=10
+            )
+            assert accepted.status_code == 202, accepted.text
+            deadline = time.monotonic() + 20
+            while (answer := httpx.get(server.base_url + accepted.headers["location"], timeout=10)).status_code == 400:
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.02)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["status"] == "complete"
+            assert answer.json()["output"]["input"] == "some text"
+            assert server.stop() == 0, server.log()
+        finally:
+            server.stop()
