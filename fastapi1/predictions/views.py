@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
 from fastapi1.bodies import CONTENT_TOO_LARGE, read_json_body
-from fastapi1.db.session import ReadSession, WriteTransactionsDep
+from fastapi1.db.session import ReadSession, WriteTransactions, WriteTransactionsDep
 from fastapi1.errors import (
     CLIENT_CLOSED_REQUEST,
     BackendFailed,
@@ -219,7 +219,7 @@ async def predict(
     return OrjsonResponse(answer)
 
 
-async def accept_job(transactions: WriteTransactionsDep, body: ClientRequest | TextRequest) -> Response:
+async def accept_job(transactions: WriteTransactions, body: ClientRequest | TextRequest) -> Response:
     """Store the request as a job, committed before the ``202`` is sent.
 
     Args:
