@@ -154,7 +154,18 @@ class DeliverySettings(BaseSettings):
         default=1.0, ge=0, description="Backoff of the first retry; doubles per attempt, full jitter."
     )
     delivery_shutdown_timeout_s: float = Field(
-        default=10.0, ge=0, description="Seconds in-flight deliveries may finish after SIGTERM."
+        default=10.0, ge=0, description="Seconds in-flight deliveries and prediction jobs may finish after SIGTERM."
+    )
+    prediction_concurrency: int = Field(default=1_000, ge=1, description="Prediction jobs in flight per worker.")
+    prediction_claim_size: int = Field(default=100, ge=1, description="Most prediction jobs claimed per statement.")
+    prediction_poll_interval_s: float = Field(
+        default=5.0, gt=0, description="Seconds between job claims when no NOTIFY arrives (NOTIFY wakes at once)."
+    )
+    prediction_lease_s: float = Field(
+        default=120.0, gt=0, description="Seconds a claim holds a prediction job before another worker may run it."
+    )
+    prediction_max_attempts: int = Field(
+        default=5, ge=1, description="Claims of a job whose workers all stopped mid-job before it fails."
     )
     simulator_delay_ms: int = Field(default=0, ge=0, description="The simulator's delay before it delivers.")
     smtp_host: str | None = Field(

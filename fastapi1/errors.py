@@ -112,10 +112,8 @@ LOC_CHARS = 64
 MSG_CHARS = 200
 
 
-class Overloaded(AppError):
-    """Too much work is waiting; retry after the number of seconds in ``Retry-After``."""
-
-    status_code = 503
+class RetryLater(AppError):
+    """An error whose response tells the client when to ask again (``Retry-After``)."""
 
     def __init__(self, message: str, retry_after: int) -> None:
         """Keep the message and when the client should come back.
@@ -128,16 +126,22 @@ class Overloaded(AppError):
         self.headers["Retry-After"] = str(retry_after)
 
 
+class Overloaded(RetryLater):
+    """Too much work is waiting; retry after the number of seconds in ``Retry-After``."""
+
+    status_code = 503
+
+
+class StillProcessing(RetryLater):
+    """The prediction is still being processed; ask again after the seconds in ``Retry-After``."""
+
+    status_code = 400
+
+
 class BackendFailed(AppError):
     """The model backend failed, timed out or answered wrongly for the batch holding this request."""
 
     status_code = 502
-
-
-class NotImplementedYet(AppError):
-    """The request asks for a documented feature this version does not offer yet."""
-
-    status_code = 501
 
 
 # What the driver and the pool raise when PostgreSQL is down or unreachable.

@@ -26,7 +26,7 @@ from fastapi1.config import Settings, to_async_url
 from fastapi1.db.embedded import embedded_postgres
 from fastapi1.db.engine import Database
 from fastapi1.db.migrate import upgrade_to_head
-from fastapi1.db.session import get_read_session, get_write_session
+from fastapi1.db.session import WriteTransactions, get_read_session, get_write_session, get_write_transactions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,12 +116,20 @@ async def connection(app: FastAPI) -> AsyncIterator[AsyncConnection]:
 async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[AsyncClient]:
     """An HTTP client whose requests run in the test's outer transaction."""
 
-    async def joined_write_session() -> AsyncIterator[AsyncSession]:
+    @contextlib.asynccontextmanager
+    async def joined_write_transaction() -> AsyncIterator[AsyncSession]:
         async with (
             AsyncSession(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False) as session,
             session.begin(),
         ):
             yield session
+
+    async def joined_write_session() -> AsyncIterator[AsyncSession]:
+        async with joined_write_transaction() as session:
+            yield session
+
+    async def joined_write_transactions() -> WriteTransactions:
+        return joined_write_transaction
 
     async def joined_read_session() -> AsyncIterator[AsyncSession]:
         async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as session:
@@ -129,6 +137,7 @@ async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[Asy
 
     app.dependency_overrides[get_write_session] = joined_write_session
     app.dependency_overrides[get_read_session] = joined_read_session
+    app.dependency_overrides[get_write_transactions] = joined_write_transactions
     try:
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as http:
             yield http

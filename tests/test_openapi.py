@@ -55,8 +55,9 @@ class TestOpenApi:
             ("post", "/add_numbers", {"200", "400", "413", "422"}),
             ("get", "/status/ready", {"200", "503"}),
             ("get", "/status/heartbeat", {"204"}),
-            ("post", "/predict", {"200", "413", "422", "501", "502", "503"}),
-            ("post", "/schedule", {"200", "413", "422", "501", "502", "503"}),
+            ("post", "/predict", {"200", "202", "413", "422", "502", "503"}),
+            ("post", "/schedule", {"200", "202", "413", "422", "502", "503"}),
+            ("get", "/predict/{prediction_id}", {"200", "400", "404", "422", "503"}),
         ],
     )
     async def test_error_responses_are_declared(
@@ -119,3 +120,9 @@ class TestIntegerBounds:
         assert set(body["examples"]) == {"agents", "text"}
         assert "foundation-v1" in json.dumps(body["examples"])
         assert {"Async-Mode"} <= {parameter["name"] for parameter in openapi["paths"]["/predict"]["post"]["parameters"]}
+
+    async def test_async_mode_declares_the_location_and_the_retry_after(self, openapi: dict[str, Any]) -> None:
+        accepted = openapi["paths"]["/predict"]["post"]["responses"]["202"]
+        assert "Location" in accepted["headers"]
+        pending = openapi["paths"]["/predict/{prediction_id}"]["get"]["responses"]["400"]
+        assert "Retry-After" in pending["headers"]

@@ -34,8 +34,8 @@ REQUEST_ARGUMENTS = ("method", "url", "params", "headers", "json", "content")
 
 
 def test_every_operation_is_covered() -> None:
-    assert len(OPERATIONS) == 17
-    assert len(CASES) == 32
+    assert len(OPERATIONS) == 18
+    assert len(CASES) == 34
 
 
 @pytest.mark.parametrize(("operation", "mode"), CASES)

@@ -1,6 +1,8 @@
 """Session dependencies: one session per request, committed at the edge."""
 
-from collections.abc import AsyncIterator
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
@@ -21,11 +23,25 @@ def get_database(request: Request) -> Database:
     return cast(Database, request.app.state.database)
 
 
-async def get_write_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """Yield a primary-database session, committed when the handler returns.
+@contextlib.asynccontextmanager
+async def write_transaction(database: Database) -> AsyncIterator[AsyncSession]:
+    """A primary-database session in a transaction, committed when the block ends.
 
     This is the only place that commits: code below it only flushes. It rolls back
-    when the handler raises, so a failed request leaves the database as it was.
+    when the block raises, so a failed request leaves the database as it was.
+
+    Args:
+        database: The database.
+
+    Yields:
+        A session in a fresh transaction.
+    """
+    async with database.write_sessions() as session, session.begin():
+        yield session
+
+
+async def get_write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """Yield a primary-database session, committed when the handler returns.
 
     Args:
         request: The current request.
@@ -33,8 +49,23 @@ async def get_write_session(request: Request) -> AsyncIterator[AsyncSession]:
     Yields:
         A session in a fresh transaction.
     """
-    async with get_database(request).write_sessions() as session, session.begin():
+    async with write_transaction(get_database(request)) as session:
         yield session
+
+
+WriteTransactions = Callable[[], contextlib.AbstractAsyncContextManager[AsyncSession]]
+
+
+async def get_write_transactions(request: Request) -> WriteTransactions:
+    """Return a factory of write transactions, for a route that writes on only some of its paths.
+
+    A route that depends on a write session holds a pooled connection for its whole run; the
+    prediction route may wait seconds for the backend and writes only in ``Async-Mode``.
+
+    Args:
+        request: The current request.
+    """
+    return functools.partial(write_transaction, get_database(request))
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -54,4 +85,5 @@ async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
 # commit becomes an error response instead of a 201 for rows that were never stored.
 WriteSession = Annotated[AsyncSession, Depends(get_write_session, scope="function")]
 ReadSession = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
+WriteTransactionsDep = Annotated[WriteTransactions, Depends(get_write_transactions)]
 DatabaseDep = Annotated[Database, Depends(get_database)]

@@ -7,7 +7,7 @@ worker holds when it dies is claimed again when the lease runs out.
 """
 
 import asyncio
-import contextlib
+import functools
 import logging
 import random
 import uuid
@@ -15,15 +15,16 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import Row
-from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.config import DeliverySettings
 from fastapi1.db.engine import Database
 from fastapi1.delivery import dao
 from fastapi1.delivery.providers import Message, PermanentFailure, Providers, TransientFailure
-from fastapi1.errors import DATABASE_UNAVAILABLE, database_unavailable
+from fastapi1.errors import database_unavailable
 from fastapi1.notifications import controller as notifications_controller
 from fastapi1.services import templating
+from fastapi1.worker.claims import DATABASE_ERRORS, ClaimLoop
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +33,6 @@ PERMANENT_FAILURE = "permanent-failure"
 TEMPORARY_FAILURE = "temporary-failure"
 TECHNICAL_FAILURE = "technical-failure"
 SENDING = dao.SENDING
-# Due rows that an empty claim skipped are locked by another worker's claim, which commits
-# within milliseconds; waiting this long instead of not at all keeps the loop from spinning.
-MIN_WAIT_S = 0.01
-# What database calls may raise when the database is away; database_unavailable() tells which.
-DATABASE_ERRORS: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, sa_exc.DBAPIError)
 Outcome = tuple[str, float | None]  # new status, and seconds until due again when it stays pending
 
 
@@ -80,7 +76,7 @@ def to_message(row: Row[tuple[object, ...]], templates: dict[uuid.UUID, templati
     return Message(values["id"], values["to"], subject, body)
 
 
-class Relay:
+class Relay(ClaimLoop):
     """Claims, delivers and records until stopped; owns its delivery tasks."""
 
     def __init__(
@@ -94,7 +90,12 @@ class Relay:
             providers: Where messages go.
             rng: Random source of the backoff jitter.
         """
-        self.database = database
+        super().__init__(
+            database,
+            settings.delivery_concurrency,
+            settings.delivery_poll_interval_s,
+            settings.delivery_shutdown_timeout_s,
+        )
         self.settings = settings
         self.providers = providers
         self.rng = rng or random.Random()  # noqa: S311 (jitter, not cryptography)
@@ -102,46 +103,7 @@ class Relay:
         # A delivery that outlives half its lease is abandoned as transient, so its outcome is
         # recorded while the claim still holds and no other worker starts a second attempt.
         self.deadline_s = settings.delivery_lease_s / 2
-        self.free = settings.delivery_concurrency
-        self.wake = asyncio.Event()
-        self.stopping = asyncio.Event()
-        self.batches: set[asyncio.Task[None]] = set()
         self.held: dict[uuid.UUID, int] = {}  # claimed and not yet recorded: id -> attempt
-
-    def notify(self) -> None:
-        """Claim now: new notifications were committed (or a listener reconnected)."""
-        self.wake.set()
-
-    def stop(self) -> None:
-        """Stop claiming; :meth:`run` then lets deliveries in flight finish and returns."""
-        self.stopping.set()
-        self.wake.set()
-
-    async def run(self) -> None:
-        """Relay until :meth:`stop`, then finish (up to the shutdown timeout) and release the rest."""
-        async with asyncio.TaskGroup() as deliveries:
-            await self.claim_until_stopped(deliveries)
-            await self.finish_deliveries()
-        await self.release()
-
-    async def claim_until_stopped(self, deliveries: asyncio.TaskGroup) -> None:
-        """Claim whenever woken (NOTIFY, a free slot, the timer) until stopped.
-
-        Args:
-            deliveries: Owner of the delivery tasks.
-        """
-        while not self.stopping.is_set():
-            self.wake.clear()
-            try:
-                if await self.claim(deliveries):
-                    continue  # a full batch: more may be due
-                delay = await self.idle_delay()
-            except DATABASE_ERRORS as error:
-                if not database_unavailable(error):
-                    raise
-                logger.warning("Database unavailable, claiming again shortly: %s", error)
-                delay = min(1.0, self.settings.delivery_poll_interval_s)
-            await self.sleep(delay)
 
     async def claim(self, deliveries: asyncio.TaskGroup) -> bool:
         """Claim as many due notifications as there are free slots (up to a batch) and start them.
@@ -160,29 +122,16 @@ class Relay:
         if rows:
             self.free -= len(rows)
             self.held.update((row.id, row.attempts) for row in rows)
-            task = deliveries.create_task(self.deliver(rows))
-            self.batches.add(task)
-            task.add_done_callback(self.batches.discard)
+            self.start(deliveries, self.deliver(rows))
         return len(rows) == limit
 
-    async def idle_delay(self) -> float:
-        """Seconds to wait for a wake-up: until the next row is due, at most the poll interval."""
-        poll_s = self.settings.delivery_poll_interval_s
-        if self.free == 0:
-            return poll_s  # a finishing delivery wakes the loop
-        async with self.database.read_sessions() as session:
-            due_s = await dao.seconds_until_due(session)
-        return poll_s if due_s is None else min(poll_s, max(MIN_WAIT_S, due_s))
-
-    async def sleep(self, delay: float) -> None:
-        """Wait ``delay`` seconds or until woken, whichever is first.
+    async def seconds_until_due(self, session: AsyncSession) -> float | None:
+        """Seconds until the earliest pending notification is due, None if none is.
 
         Args:
-            delay: Seconds.
+            session: A read session.
         """
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self.wake.wait()
+        return await dao.seconds_until_due(session)
 
     async def deliver(self, rows: Sequence[Row[tuple[object, ...]]]) -> None:
         """Deliver a claimed batch concurrently, then record every outcome in one statement.
@@ -214,8 +163,7 @@ class Relay:
         try:
             return await self.send(row, templates)
         finally:
-            self.free += 1
-            self.wake.set()
+            self.freed()
 
     async def send(
         self, row: Row[tuple[object, ...]], templates: dict[uuid.UUID, templating.ParsedTemplate]
@@ -267,41 +215,11 @@ class Relay:
         Args:
             outcomes: The outcomes.
         """
-        while True:
-            if await self.try_record(outcomes):
-                break
-            await asyncio.sleep(min(1.0, self.settings.delivery_poll_interval_s))
+        await self.write(functools.partial(dao.record, outcomes=outcomes), f"{len(outcomes.ids)} outcomes")
         for notification_id in outcomes.ids:
             self.held.pop(notification_id, None)
         if any(delay is not None for delay in outcomes.delays):
             self.wake.set()  # a retry may be due before the loop's current wait ends
-
-    async def try_record(self, outcomes: dao.Outcomes) -> bool:
-        """Commit the outcomes once.
-
-        Args:
-            outcomes: The outcomes.
-
-        Returns:
-            Whether they were committed; False when the database was unavailable.
-        """
-        try:
-            async with self.database.write_sessions() as session, session.begin():
-                await dao.record(session, outcomes)
-        except DATABASE_ERRORS as error:
-            if not database_unavailable(error):
-                raise
-            logger.warning("Database unavailable, recording %d outcomes again shortly: %s", len(outcomes.ids), error)
-            return False
-        return True
-
-    async def finish_deliveries(self) -> None:
-        """Let the deliveries in flight finish, up to the shutdown timeout, and cancel the rest."""
-        if not self.batches:
-            return
-        _, unfinished = await asyncio.wait(set(self.batches), timeout=self.settings.delivery_shutdown_timeout_s)
-        for task in unfinished:
-            task.cancel()
 
     async def release(self) -> None:
         """Make what this worker still holds due again at once, for the next worker to take."""

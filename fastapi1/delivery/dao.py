@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import cast
 
 from sqlalchemy import (
-    ColumnElement,
     Float,
     Integer,
     Interval,
@@ -32,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fastapi1.db.sql import ONE_SECOND, constants, unnest
 from fastapi1.models.notifications import PENDING_STATUSES, TRANSITIONS
 from fastapi1.notifications import dao as notifications_dao
 
@@ -41,20 +41,6 @@ personalizations = notifications_dao.personalizations
 
 SENDING = "sending"
 
-
-def constants(*texts: str) -> list[ColumnElement[str]]:
-    """SQL string literals, written into the statement rather than bound.
-
-    A partial index serves a query only when the planner can prove the query's WHERE implies
-    the index's predicate; bound parameters would hide the statuses from it in a generic plan.
-
-    Args:
-        texts: Plain strings without quotes.
-    """
-    return [literal_column(f"'{text}'", String()) for text in texts]
-
-
-ONE_SECOND: ColumnElement[timedelta] = literal_column("interval '1 second'", Interval())
 
 # The transition table as SQL rows, so that every UPDATE below checks (old, new) against it.
 _transitions = values(
@@ -120,9 +106,7 @@ CLAIM = (
 )
 
 
-_outcomes = notifications_dao.unnest(
-    "outcomes", ids=Uuid(), new_statuses=String(), claimed_attempts=Integer(), delays=Float()
-)
+_outcomes = unnest("outcomes", ids=Uuid(), new_statuses=String(), claimed_attempts=Integer(), delays=Float())
 # Each outcome is applied only where (current status, new status) is an allowed transition,
 # so a duplicate or late outcome changes nothing once the status is final. A row that stays
 # pending (a retry, a released lease: ``delay`` set) is fenced by the attempt number too: a

@@ -2,6 +2,17 @@
 
 from fastapi1.models.additions import AddBatch, AddPair, AddSum
 from fastapi1.models.notifications import Notification, NotificationPersonalization
+from fastapi1.models.predictions import Prediction, PredictionAgent
 from fastapi1.models.services import Service, Template
 
-__all__ = ["AddBatch", "AddPair", "AddSum", "Notification", "NotificationPersonalization", "Service", "Template"]
+__all__ = [
+    "AddBatch",
+    "AddPair",
+    "AddSum",
+    "Notification",
+    "NotificationPersonalization",
+    "Prediction",
+    "PredictionAgent",
+    "Service",
+    "Template",
+]

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import (
     DateTime,
@@ -24,7 +24,6 @@ from sqlalchemy import (
     Select,
     String,
     Table,
-    TableValuedAlias,
     Uuid,
     bindparam,
     func,
@@ -34,10 +33,9 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import TypeEngine
 
+from fastapi1.db.sql import unnest
 from fastapi1.models.notifications import FAILURE_STATUSES, Notification, NotificationPersonalization
 from fastapi1.models.services import Template
 
@@ -62,20 +60,6 @@ class NewNotifications:
     personalization_ids: list[uuid.UUID] = field(default_factory=list)
     personalization_keys: list[str] = field(default_factory=list)
     personalization_values: list[str] = field(default_factory=list)
-
-
-def unnest(name: str, **columns: TypeEngine[Any]) -> TableValuedAlias:
-    """Rows from parallel array parameters: ``unnest(:a, :b) AS name(a, b)``.
-
-    Args:
-        name: Alias of the derived table.
-        columns: Column (and parameter) name to the SQL type of one element.
-
-    Returns:
-        The derived table; bind each column's values as a list under the column's name.
-    """
-    arrays = (bindparam(column, type_=ARRAY(item_type)) for column, item_type in columns.items())
-    return func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
 
 
 _new_notifications = unnest("new_notifications", ids=Uuid(), recipients=String(), template_ids=Uuid())

@@ -3,14 +3,28 @@
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import cast
 
+from sqlalchemy import Row as SqlRow
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from fastapi1.config import Settings
+from fastapi1.errors import NotFound, StillProcessing
+from fastapi1.models.predictions import COMPLETE, PENDING
+from fastapi1.predictions import dao
 from fastapi1.predictions.backends import BatchKey, Result, Row, call_backend, open_backend
 from fastapi1.predictions.batcher import Batcher, BatchPolicy
-from fastapi1.predictions.schemas import AgentRequest, ClientAnswer, ClientRequest, TextAnswer, TextRequest
+from fastapi1.predictions.schemas import (
+    AgentRequest,
+    ClientAnswer,
+    ClientRequest,
+    JobAnswer,
+    TextAnswer,
+    TextRequest,
+)
 
 PredictionBatcher = Batcher[BatchKey, Row, Result]
 
@@ -60,6 +74,32 @@ def text_key(model_name: str) -> BatchKey:
     return BatchKey("text", model_name, None, 0)
 
 
+async def act(batcher: PredictionBatcher, agents: Iterable[AgentRequest]) -> list[float]:
+    """The backend's action for each agent, in order, batched with other requests' agents.
+
+    Args:
+        batcher: The batcher.
+        agents: The agents.
+    """
+    results = await batcher.run([(agent_key(agent), agent.observations) for agent in agents])
+    # Agent keys reach Backend.predict, whose actions call_backend checked as finite floats.
+    return cast(list[float], results)
+
+
+def agents_answer(names: Iterable[str], actions: Iterable[float], response_time: float) -> ClientAnswer:
+    """The agents body's answer.
+
+    Args:
+        names: The agents' names, in the request's order.
+        actions: Their actions, in the same order.
+        response_time: Seconds from receipt to answer.
+    """
+    return {
+        "actions": {name: {"action": action} for name, action in zip(names, actions, strict=True)},
+        "response_time": response_time,
+    }
+
+
 async def predict_agents(batcher: PredictionBatcher, request: ClientRequest, received_at: float) -> ClientAnswer:
     """Act for each of the client's agents, batched with other clients' agents.
 
@@ -71,14 +111,8 @@ async def predict_agents(batcher: PredictionBatcher, request: ClientRequest, rec
     Returns:
         Each agent with its action, and the seconds since arrival.
     """
-    agents = request.observations
-    results = await batcher.run([(agent_key(agent), agent.observations) for agent in agents.values()])
-    # Agent keys reach Backend.predict, whose actions call_backend checked as finite floats.
-    actions = cast(list[float], results)
-    return {
-        "actions": {name: {"action": action} for name, action in zip(agents, actions, strict=True)},
-        "response_time": time.perf_counter() - received_at,
-    }
+    actions = await act(batcher, request.observations.values())
+    return agents_answer(request.observations, actions, time.perf_counter() - received_at)
 
 
 async def predict_text(batcher: PredictionBatcher, request: TextRequest, model_name: str) -> TextAnswer:
@@ -106,3 +140,70 @@ async def predict(
     if isinstance(request, TextRequest):
         return await predict_text(gateway.batcher, request, gateway.text_model)
     return await predict_agents(gateway.batcher, request, received_at)
+
+
+# Seconds a client polling a pending job is told to wait (Retry-After): the mock backend alone
+# takes 3-7 s, so polling faster only costs queries.
+PENDING_RETRY_AFTER_S = 1
+
+
+def new_job(request: ClientRequest | TextRequest) -> dao.NewJob:
+    """The rows that store a request as a job, under a new id.
+
+    Args:
+        request: The validated body.
+    """
+    if isinstance(request, TextRequest):
+        return dao.NewJob(uuid.uuid4(), input=request.input)
+    job = dao.NewJob(uuid.uuid4(), client_id=request.client_id, run_slug=request.run_slug)
+    for name, agent in request.observations.items():
+        job.add_agent(name, agent.observations, agent.agent_type, agent.nn_model_name)
+    return job
+
+
+async def submit(session: AsyncSession, request: ClientRequest | TextRequest) -> uuid.UUID:
+    """Store the request as a pending job; the workers are woken when the transaction commits.
+
+    Args:
+        session: The write session.
+        request: The validated body.
+
+    Returns:
+        The job's id.
+    """
+    job = new_job(request)
+    await dao.insert_job(session, job)
+    return job.id
+
+
+def job_output(row: SqlRow[tuple[object, ...]]) -> ClientAnswer | TextAnswer:
+    """A complete job's output: what the synchronous call would have answered.
+
+    Args:
+        row: A row of :func:`dao.select_job`.
+    """
+    if row.input is not None:
+        return {"input": cast(str, row.input), "result": cast(str, row.result)}
+    names = cast(list[str], row.names)
+    return agents_answer(names, cast(list[float], row.actions), float(cast(float, row.response_time)))
+
+
+async def read_job(session: AsyncSession, prediction_id: uuid.UUID) -> JobAnswer:
+    """A finished job's answer.
+
+    Args:
+        session: Any session.
+        prediction_id: The job.
+
+    Raises:
+        NotFound: No such job.
+        StillProcessing: The job is pending.
+    """
+    row = await dao.select_job(session, prediction_id)
+    if row is None:
+        raise NotFound("Prediction ID not found.")
+    if row.status == PENDING:
+        raise StillProcessing("Prediction is still being processed.", PENDING_RETRY_AFTER_S)
+    if row.status == COMPLETE:
+        return {"prediction_id": str(prediction_id), "status": COMPLETE, "output": job_output(row)}
+    return {"prediction_id": str(prediction_id), "status": cast(str, row.status), "error": cast(str, row.error)}

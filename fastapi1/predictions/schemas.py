@@ -4,7 +4,8 @@ The agents models keep the original skeleton's names (``AgentRequest``, ``Client
 ``AgentResponse``, ``ClientResponse``).
 """
 
-from typing import Annotated, Any, TypedDict
+import uuid
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, StringConstraints, Tag, TypeAdapter
 
@@ -130,3 +131,46 @@ class TextAnswer(TypedDict):
 
     input: str
     result: str
+
+
+ACCEPTED_MESSAGE = "Request received. Processing asynchronously."
+
+
+class PredictionAccepted(BaseModel):
+    """A stored job (``Async-Mode: true``); its answer is at ``GET /predict/{prediction_id}`` (the ``Location``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"message": ACCEPTED_MESSAGE, "prediction_id": "0b9e5a9e-3f5c-4c8a-9a57-2f0f5d1c1e11"}]
+        }
+    )
+
+    message: str
+    prediction_id: uuid.UUID
+
+
+class PredictionComplete(BaseModel):
+    """A finished job: ``output`` is exactly the body the synchronous call answers."""
+
+    prediction_id: uuid.UUID
+    status: Literal["complete"]
+    output: ClientResponse | TextResponse = Field(
+        description="As the synchronous call's; `response_time` is from the job's receipt to its completion."
+    )
+
+
+class PredictionFailed(BaseModel):
+    """A job that failed, and why (``Backend failed: ...``)."""
+
+    prediction_id: uuid.UUID
+    status: Literal["failed"]
+    error: str
+
+
+class JobAnswer(TypedDict, total=False):
+    """A finished job as the route sends it (see :class:`PredictionComplete`, :class:`PredictionFailed`)."""
+
+    prediction_id: str
+    status: str
+    output: ClientAnswer | TextAnswer
+    error: str

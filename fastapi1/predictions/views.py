@@ -1,7 +1,8 @@
-"""Routes of the prediction gateway: ``POST /predict`` and its alias ``POST /schedule``."""
+"""Routes of the prediction gateway: ``POST /predict``, its alias ``POST /schedule``, and ``GET /predict/{id}``."""
 
 import asyncio
 import time
+import uuid
 from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar, cast
 
@@ -9,23 +10,30 @@ from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
 from fastapi1.bodies import CONTENT_TOO_LARGE, read_json_body
+from fastapi1.db.session import ReadSession, WriteTransactions, WriteTransactionsDep
 from fastapi1.errors import (
     CLIENT_CLOSED_REQUEST,
     BackendFailed,
     BodyValidationError,
-    NotImplementedYet,
+    NotFound,
     Overloaded,
+    ServiceUnavailable,
+    StillProcessing,
     responses,
 )
 from fastapi1.predictions import controller
 from fastapi1.predictions.controller import Gateway
 from fastapi1.predictions.schemas import (
+    ACCEPTED_MESSAGE,
     AGENTS_EXAMPLE,
     BODY_TAGS,
     PREDICTION_REQUEST,
     TEXT_EXAMPLE,
     ClientRequest,
     ClientResponse,
+    PredictionAccepted,
+    PredictionComplete,
+    PredictionFailed,
     TextRequest,
     TextResponse,
 )
@@ -36,10 +44,21 @@ router = APIRouter(tags=["predictions"])
 T = TypeVar("T")
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = (
-    responses(BackendFailed, Overloaded, NotImplementedYet)
+    responses(BackendFailed, Overloaded)
     | CONTENT_TOO_LARGE
     | {422: {"description": "Invalid body: the field and item are named in `detail`"}}
+    | {
+        202: {
+            "model": PredictionAccepted,
+            "description": "With `Async-Mode: true`: the job is stored; its answer is at the `Location`",
+            "headers": {"Location": {"description": "`/predict/{prediction_id}`", "schema": {"type": "string"}}},
+        }
+    }
 )
+READ_RESPONSES: dict[int | str, dict[str, Any]] = responses(StillProcessing, NotFound, ServiceUnavailable)
+READ_RESPONSES[400]["headers"] = {
+    "Retry-After": {"description": "Seconds to wait before asking again", "schema": {"type": "integer"}}
+}
 
 
 async def get_gateway(request: Request) -> Gateway:
@@ -57,7 +76,8 @@ AsyncModeHeader = Annotated[
     str | None,
     Header(
         alias="Async-Mode",
-        description="`true` asks for a stored job answered `202` (seed 002); not available yet, so `501`.",
+        description="`true` (any case) stores the request as a job and answers `202` with its `Location`;"
+        " any other value answers synchronously.",
     ),
 ]
 
@@ -172,30 +192,65 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
     responses=ERROR_RESPONSES,
     openapi_extra=PREDICTION_BODY,
 )
-async def predict(request: Request, gateway: GatewayDep, async_mode: AsyncModeHeader = None) -> Response:
+async def predict(
+    request: Request, gateway: GatewayDep, transactions: WriteTransactionsDep, async_mode: AsyncModeHeader = None
+) -> Response:
     """Answer the agents body with an action per agent, or the text body with the text model's
     result. Rows of all clients are batched per model, agent type and observation length; a
     batch leaves when it holds `BATCH_MAX_SIZE` rows or its oldest row has waited
     `BATCH_MAX_WAIT_MS`. A failed batch answers its clients 502; a full queue answers 503 with
-    `Retry-After`.
+    `Retry-After`. With `Async-Mode: true` the request is stored as a job and answered `202`;
+    its answer is then at `GET /predict/{prediction_id}`.
 
     \f
     Args:
         request: The request, for its raw body.
         gateway: The batcher and the text model.
+        transactions: Write transactions, for ``Async-Mode: true``.
         async_mode: The ``Async-Mode`` header.
-
-    Raises:
-        NotImplementedYet: For ``Async-Mode: true``.
     """
     received_at = time.perf_counter()
-    if async_mode is not None and async_mode.strip().lower() == "true":
-        raise NotImplementedYet("Async-Mode: true is not available yet; send the request without it")
     body = await read_prediction_request(request)
+    if async_mode is not None and async_mode.strip().lower() == "true":
+        return await accept_job(transactions, body)
     answer = await unless_disconnected(request, controller.predict(gateway, body, received_at))
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     return OrjsonResponse(answer)
+
+
+async def accept_job(transactions: WriteTransactions, body: ClientRequest | TextRequest) -> Response:
+    """Store the request as a job, committed before the ``202`` is sent.
+
+    Args:
+        transactions: Write transactions.
+        body: The validated body.
+    """
+    async with transactions() as session:
+        prediction_id = await controller.submit(session, body)
+    return OrjsonResponse(
+        {"message": ACCEPTED_MESSAGE, "prediction_id": str(prediction_id)},
+        status_code=202,
+        headers={"Location": f"/predict/{prediction_id}"},
+    )
+
+
+@router.get(
+    "/predict/{prediction_id}",
+    summary="Read an asynchronous prediction's answer",
+    response_model=PredictionComplete | PredictionFailed,
+    responses=READ_RESPONSES,
+)
+async def get_prediction(prediction_id: uuid.UUID, session: ReadSession) -> Response:
+    """The answer of a job stored by `Async-Mode: true`: `complete` with the synchronous call's
+    body as `output`, or `failed` with the reason; `400` with `Retry-After` while it is pending.
+
+    \f
+    Args:
+        prediction_id: The job.
+        session: A read session.
+    """
+    return OrjsonResponse(await controller.read_job(session, prediction_id))
 
 
 router.add_api_route(

@@ -1,1 +1,1 @@
-"""The worker process (``python -m fastapi1.worker``): relays the outbox and delivers notifications."""
+"""The worker process (``python -m fastapi1.worker``): delivers notifications and runs prediction jobs."""

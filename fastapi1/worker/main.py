@@ -1,8 +1,10 @@
 """The worker's process: settings, logging, signals, and the tasks it owns until it stops.
 
-SIGTERM or SIGINT (or the end of the parent's pipe, see ``--parent-fd``) stops claiming;
-deliveries in flight get ``DELIVERY_SHUTDOWN_TIMEOUT_S`` to finish, what is still held is
-released for other workers, and the process exits 0.
+Two claim loops run side by side: the delivery relay (the notifications outbox) and the
+prediction relay (async prediction jobs, through the same batcher and backend settings as the
+API). SIGTERM or SIGINT (or the end of the parent's pipe, see ``--parent-fd``) stops both;
+work in flight gets ``DELIVERY_SHUTDOWN_TIMEOUT_S`` to finish, what is still held is released
+for other workers, and the process exits 0.
 """
 
 import argparse
@@ -21,6 +23,10 @@ from fastapi1.db.listen import asyncpg_dsn, listen
 from fastapi1.delivery.controller import Relay
 from fastapi1.delivery.providers import Providers, configured_providers
 from fastapi1.notifications.dao import CREATED_CHANNEL
+from fastapi1.predictions import dao as predictions_dao
+from fastapi1.predictions.controller import open_gateway
+from fastapi1.predictions.jobs import JobRelay
+from fastapi1.worker.claims import ClaimLoop
 
 logger = logging.getLogger(__name__)
 
@@ -29,17 +35,38 @@ logger = logging.getLogger(__name__)
 LISTEN_RETRY_S = 1.0
 
 
+async def claim_until_stopped(loop: ClaimLoop, database_url: str, channel: str) -> None:
+    """Run a claim loop and the listener that wakes it, until :meth:`ClaimLoop.stop`.
+
+    Args:
+        loop: The claim loop.
+        database_url: The database the listener listens on.
+        channel: The channel whose NOTIFY wakes the loop.
+    """
+    async with asyncio.TaskGroup() as tasks:
+        listener = tasks.create_task(listen(asyncpg_dsn(database_url), channel, loop.notify, LISTEN_RETRY_S))
+        await loop.run()
+        listener.cancel()
+
+
 async def deliver_until_stopped(relay: Relay, database_url: str) -> None:
-    """Run the relay and the listener that wakes it, until :meth:`Relay.stop`.
+    """Run the delivery relay and its listener until :meth:`Relay.stop`.
 
     Args:
         relay: The relay.
         database_url: The database the listener listens on.
     """
-    async with asyncio.TaskGroup() as tasks:
-        listener = tasks.create_task(listen(asyncpg_dsn(database_url), CREATED_CHANNEL, relay.notify, LISTEN_RETRY_S))
-        await relay.run()
-        listener.cancel()
+    await claim_until_stopped(relay, database_url, CREATED_CHANNEL)
+
+
+async def predict_until_stopped(relay: JobRelay, database_url: str) -> None:
+    """Run the prediction relay and its listener until :meth:`JobRelay.stop`.
+
+    Args:
+        relay: The relay.
+        database_url: The database the listener listens on.
+    """
+    await claim_until_stopped(relay, database_url, predictions_dao.CREATED_CHANNEL)
 
 
 def stop_on_parent_exit(loop: asyncio.AbstractEventLoop, parent_fd: int, stop: Callable[[], None]) -> None:
@@ -65,8 +92,9 @@ async def run(
     """Run the worker until a stop signal.
 
     Args:
-        settings: Database settings (the embedded PostgreSQL when ``DATABASE_URL`` is unset).
-        delivery: Delivery settings.
+        settings: Database settings (the embedded PostgreSQL when ``DATABASE_URL`` is unset), and the
+            backend and batching settings of prediction jobs.
+        delivery: The worker's settings.
         parent_fd: See :func:`stop_on_parent_exit`; None when the worker runs on its own.
         providers: Where messages go; the configured ones when None.
     """
@@ -77,13 +105,23 @@ async def run(
             url = await stack.enter_async_context(embedded_postgres_async(settings.embedded_data_dir))
         database = Database.connect(url, None, settings)
         stack.push_async_callback(database.dispose)
+        gateway = await stack.enter_async_context(open_gateway(settings))
         relay = Relay(database, delivery, providers or configured_providers(delivery))
+        jobs = JobRelay(database, delivery, gateway)
+
+        def stop() -> None:
+            relay.stop()
+            jobs.stop()
+
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(stop_signal, relay.stop)
+            loop.add_signal_handler(stop_signal, stop)
         if parent_fd is not None:
-            stop_on_parent_exit(loop, parent_fd, relay.stop)
+            stop_on_parent_exit(loop, parent_fd, stop)
         logger.info("Worker delivering (concurrency %d)", delivery.delivery_concurrency)
-        await deliver_until_stopped(relay, url)
+        logger.info("Worker predicting (concurrency %d)", delivery.prediction_concurrency)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(deliver_until_stopped(relay, url))
+            tasks.create_task(predict_until_stopped(jobs, url))
     logger.info("Worker stopped")
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import Executable, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from fastapi1.db.migrate import alembic_config, upgrade_to_head
@@ -60,15 +60,15 @@ class TestDeliveryRevision:
             assert statuses == {"created", "sending", "delivered", "failed"}
 
 
-async def claim_plan(url: str) -> dict[str, Any]:
-    """The plan PostgreSQL picks for the worker's claim statement, as the worker sends it."""
+async def claim_plan(url: str, claim: Executable = dao.CLAIM, table: str = "notifications") -> dict[str, Any]:
+    """The plan PostgreSQL picks for a worker's claim statement, as the worker sends it."""
     engine = create_async_engine(url)
-    compiled = dao.CLAIM.compile(dialect=engine.dialect)
+    compiled = claim.compile(dialect=engine.dialect)
     values = compiled.construct_params({"limit": 100, "lease": timedelta(seconds=60)})
     parameters = tuple(values[name] for name in compiled.positiontup or ())
     try:
         async with engine.begin() as connection:
-            await connection.execute(text("ANALYZE notifications"))
+            await connection.execute(text(f"ANALYZE {table}"))
             result = await connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled.string}", parameters)
             document = result.scalar_one()
     finally:

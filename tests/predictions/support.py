@@ -1,20 +1,25 @@
-"""Helpers of the prediction tests: a recording backend, a batcher per test, polling with a deadline."""
+"""Helpers of the prediction tests: a recording backend, a batcher per test, polling with a deadline, jobs."""
 
 import asyncio
 import contextlib
 import functools
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import ASGITransport, AsyncClient, Response
+from sqlalchemy import text
 
+from fastapi1.db.engine import Database
 from fastapi1.predictions.backends import BatchKey, MockBackend, call_backend
 from fastapi1.predictions.batcher import Batcher, BatchPolicy
 from fastapi1.predictions.controller import Gateway, PredictionBatcher
 from fastapi1.predictions.views import get_gateway
+from tests.delivery.conftest import wait_until
 
 
 @dataclass(frozen=True)
@@ -115,3 +120,45 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+ASYNC = {"Async-Mode": "true"}
+
+
+async def submit(api: AsyncClient, body: dict[str, Any], path: str = "/predict") -> str:
+    """Submit a job; its id, after checking the 202."""
+    response = await api.post(path, json=body, headers=ASYNC)
+    assert response.status_code == 202, response.text
+    prediction_id = response.json()["prediction_id"]
+    assert response.json() == {
+        "message": "Request received. Processing asynchronously.",
+        "prediction_id": prediction_id,
+    }
+    assert uuid.UUID(prediction_id).version == 4
+    assert response.headers["location"] == f"/predict/{prediction_id}"
+    return str(prediction_id)
+
+
+async def finished(api: AsyncClient, prediction_id: str, within: float = 20) -> dict[str, Any]:
+    """Poll ``GET /predict/{id}`` until it is not 400; its 200 body."""
+    answers: list[Response] = []
+
+    async def done() -> bool:
+        answers.append(await api.get(f"/predict/{prediction_id}"))
+        return answers[-1].status_code != 400
+
+    await wait_until(done, within)
+    assert answers[-1].status_code == 200, answers[-1].text
+    return dict(answers[-1].json())
+
+
+async def jobs(database: Database) -> dict[str, dict[str, Any]]:
+    """Every job's queue columns, by id."""
+    query = "SELECT id::text, status, attempts, next_attempt_at <= now() AS due FROM predictions"
+    async with database.write_engine.connect() as connection:
+        return {row["id"]: dict(row) for row in (await connection.execute(text(query))).mappings()}
+
+
+async def count(database: Database, table: str) -> int:
+    async with database.write_engine.connect() as connection:
+        return int((await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())

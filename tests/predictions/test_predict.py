@@ -95,15 +95,6 @@ class TestFailures:
 
 
 class TestAsyncMode:
-    @pytest.mark.parametrize("value", ["true", "True"])
-    async def test_async_mode_true_is_refused_with_501_until_jobs_exist(self, app: FastAPI, value: str) -> None:
-        backend = RecordingBackend()
-        async with batcher_over(backend, max_wait_s=0) as batcher, serving(app, batcher) as client:
-            response = await client.post("/predict", json={"input": "x"}, headers={"Async-Mode": value})
-        assert response.status_code == 501
-        assert "Async-Mode" in response.json()["detail"]
-        assert backend.calls == []
-
     async def test_any_other_value_answers_synchronously(self, app: FastAPI) -> None:
         async with batcher_over(RecordingBackend(), max_wait_s=0) as batcher, serving(app, batcher) as client:
             response = await client.post("/predict", json={"input": "x"}, headers={"Async-Mode": "false"})
