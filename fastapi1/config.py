@@ -103,6 +103,20 @@ class Settings(BaseSettings):
             raise ValueError("BACKEND_DELAY_MIN_S must not exceed BACKEND_DELAY_MAX_S")
         return self
 
+    @model_validator(mode="after")
+    def check_queue_holds_a_request(self) -> "Settings":
+        """Refuse a prediction queue smaller than the largest request, which could never be admitted.
+
+        Raises:
+            ValueError: When BATCH_MAX_QUEUE < LIMIT_PREDICT_AGENTS_MAX.
+        """
+        if self.batch_max_queue < LIMITS.predict_agents_max:
+            raise ValueError(
+                f"BATCH_MAX_QUEUE ({self.batch_max_queue}) must hold the largest request"
+                f" (LIMIT_PREDICT_AGENTS_MAX = {LIMITS.predict_agents_max} rows), or such a request gets 503 for ever"
+            )
+        return self
+
 
 class Limits(BaseSettings):
     """Size limits of request payloads, read once at start-up (``LIMIT_*`` variables).

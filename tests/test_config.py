@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from fastapi1.config import Settings
+from fastapi1.config import LIMITS, Settings
 
 
 class TestDatabaseUrl:
@@ -88,3 +88,8 @@ class TestPredictionSettings:
     def test_a_mock_delay_range_upside_down_is_rejected(self) -> None:
         with pytest.raises(ValidationError, match="BACKEND_DELAY_MIN_S must not exceed BACKEND_DELAY_MAX_S"):
             Settings(backend_delay_min_s=2, backend_delay_max_s=1)
+
+    def test_a_prediction_queue_smaller_than_the_largest_request_is_rejected(self) -> None:
+        with pytest.raises(ValidationError, match=rf"BATCH_MAX_QUEUE \({LIMITS.predict_agents_max - 1}\) must hold"):
+            Settings(batch_max_queue=LIMITS.predict_agents_max - 1)
+        assert Settings(batch_max_queue=LIMITS.predict_agents_max).batch_max_queue == LIMITS.predict_agents_max
