@@ -35,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Generic, Self, TypeVar, cast
+from typing import Any, Generic, Self, TypeVar, cast
 
 from fastapi1.config import Settings
 from fastapi1.errors import BackendFailed, Overloaded, ServiceUnavailable
@@ -147,6 +147,46 @@ def split_by_key(items: Sequence[tuple[K, R]]) -> dict[K, tuple[list[R], list[in
         entry[0].append(row)
         entry[1].append(position)
     return split
+
+
+class Abandonment:
+    """Cancels a batch's task once every request with rows in it has ended (a context manager)."""
+
+    def __init__(self, batch: asyncio.Task[None], requests: set[asyncio.Future[Any]]) -> None:
+        """Watch the requests of one batch.
+
+        Args:
+            batch: The task making the batch's call.
+            requests: The futures of the requests with rows in the batch.
+        """
+        self.batch = batch
+        self.requests = requests
+        self.watching = False
+        self.abandoned = False
+
+    def __enter__(self) -> Self:
+        """Start watching."""
+        self.watching = True
+        for request in self.requests:
+            request.add_done_callback(self.on_request_done)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Stop watching; a callback already scheduled then does nothing.
+
+        Args:
+            exc_info: The exception leaving the block, if any.
+        """
+        self.watching = False
+        for request in self.requests:
+            request.remove_done_callback(self.on_request_done)
+
+    def on_request_done(self, _: asyncio.Future[Any]) -> None:
+        """Cancel the call when this was the last request waiting for it."""
+        if self.watching and all(request.done() for request in self.requests):
+            self.watching = False
+            self.abandoned = True
+            self.batch.cancel()
 
 
 class Batcher(Generic[K, R, T]):
@@ -424,10 +464,30 @@ class Batcher(Generic[K, R, T]):
         try:
             live = [segment for segment in segments if not segment[0].ticket.future.done()]
             if live:
-                await self._call_and_deliver(key, live)
+                await self._call_unless_abandoned(key, live)
         finally:
             self.in_flight -= 1
             self._dispatch()
+
+    async def _call_unless_abandoned(self, key: K, segments: list[Segment[K, R, T]]) -> None:
+        """Make the call, but give up (and free the slot) as soon as no request waits for it.
+
+        Without this a wave of disconnects would hold every call slot until the backend answers
+        or ``call_timeout_s`` runs out, while the requests still waiting queue behind them.
+
+        Args:
+            key: What the rows share.
+            segments: The rows, as slices of parts.
+        """
+        batch = asyncio.current_task()
+        assert batch is not None
+        with Abandonment(batch, {part.ticket.future for part, _, _ in segments}) as watch:
+            try:
+                await self._call_and_deliver(key, segments)
+            except asyncio.CancelledError:
+                # Ours alone: swallow it. Anyone else's (shutdown) goes on.
+                if not watch.abandoned or batch.uncancel() > 0:
+                    raise
 
     async def _call_and_deliver(self, key: K, segments: list[Segment[K, R, T]]) -> None:
         """Call the backend and hand each request its results, or fail the batch's requests.

@@ -169,6 +169,34 @@ class TestBackPressure:
 
 
 class TestCancellation:
+    async def test_a_call_whose_requests_all_left_is_abandoned_and_frees_its_slot(self) -> None:
+        backend = RecordingBackend()
+        gate = backend.hold()
+        async with batcher_over(backend, max_size=1, max_wait_s=0, max_concurrency=1) as batcher:
+            gone = asyncio.create_task(batcher.run([(key(), [1.0])]))
+            await until(lambda: backend.in_flight == 1)
+            gone.cancel()
+            # The held call is cancelled and its only slot freed, before the backend answers.
+            await until(lambda: batcher.in_flight == 0 and backend.in_flight == 0)
+            gate.set()
+            async with asyncio.timeout(5):
+                assert await batcher.run([(key(), [2.0])]) == [2.0]
+        assert len(backend.calls) == 2
+
+    async def test_a_call_goes_on_while_one_of_its_requests_still_waits(self) -> None:
+        backend = RecordingBackend()
+        gate = backend.hold()
+        async with batcher_over(backend, max_size=2, max_wait_s=60) as batcher:
+            gone = asyncio.create_task(batcher.run([(key(), [1.0])]))
+            staying = asyncio.create_task(batcher.run([(key(), [2.0])]))
+            await until(lambda: backend.in_flight == 1)
+            gone.cancel()
+            await asyncio.sleep(0)
+            gate.set()
+            async with asyncio.timeout(5):
+                assert await staying == [2.0]
+        assert len(backend.calls) == 1
+
     async def test_a_cancellation_that_leaves_a_group_overdue_sends_it_at_once(self) -> None:
         # Found in review: the loop runs late, both rows are past their deadline before the
         # group's timer fires, and the oldest request is cancelled in that same loop turn.
