@@ -59,7 +59,11 @@ class TestRetries:
     ) -> None:
         provider = RecordingProvider()
         base = 0.1
-        async with run_relay(provider.providers(), delivery_retry_base_s=base, delivery_max_attempts=4):
+        async with run_relay(provider.providers(), delivery_retry_base_s=base, delivery_max_attempts=4) as relay:
+            # The jitter at its bound, so each wait is exactly the exponential bound: a retry is
+            # never claimed before it is due, so the gaps have a lower bound that does not depend
+            # on how busy the machine is (an upper bound would).
+            relay.rng = Highest()
             (notification_id,) = await create(api, ["temp-fail@simulator.notify"])
             row = (await wait_final(database, [notification_id]))[notification_id]
         assert (row["status"], row["attempts"]) == ("temporary-failure", 4)
@@ -67,19 +71,21 @@ class TestRetries:
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         assert len(gaps) == 3
         for attempt, gap in enumerate(gaps, start=1):
-            # Full jitter: anywhere up to the exponential bound, plus the claim's round trips.
-            assert gap <= base * 2 ** (attempt - 1) + 0.1, gaps
+            assert gap >= base * 2 ** (attempt - 1), gaps
 
     def test_backoff_doubles_its_bound_per_attempt_with_full_jitter(self) -> None:
-        class Highest(random.Random):
-            def uniform(self, a: float, b: float) -> float:
-                return b
-
         assert [backoff(attempt, 1.5, Highest()) for attempt in (1, 2, 3, 4)] == [1.5, 3.0, 6.0, 12.0]
         rng = random.Random(7)
         delays = [backoff(3, 1.0, rng) for _ in range(1000)]
         assert 0 <= min(delays) < 0.1
         assert 3.9 < max(delays) <= 4.0
+
+
+class Highest(random.Random):
+    """A random source whose uniform draw is always the upper bound."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
 
 
 class TestWakeUp:
@@ -94,7 +100,9 @@ class TestWakeUp:
                 ids = await create(api, ["someone@example.com"])
                 await wait_final(database, ids, within=2)
                 latencies.append(time.monotonic() - started)
-        assert sorted(latencies)[5] < 0.1, latencies
+        # NOTIFY, not the 30 s poll, explains it: the median is a hundredth of the poll interval
+        # or less (measured: ~16 ms), a bound with room for a loaded machine.
+        assert sorted(latencies)[5] < 0.3, latencies
         assert max(latencies) < 1, latencies
 
 
