@@ -45,16 +45,20 @@ class Workers:
     def log(self, index: int) -> str:
         return (self.log_dir / f"worker-{index}.log").read_text(errors="replace")
 
+    def stop_all(self) -> None:
+        """Kill whatever still runs, reap every process, close the logs."""
+        kill_all([psutil.Process(process.pid) for process in self.started if process.poll() is None])
+        for process in self.started:
+            process.wait()
+        for log in self.logs:
+            log.close()
+
 
 @pytest.fixture
 def workers(delivery_url: str, tmp_path: Path) -> Iterator[Workers]:
     started = Workers(delivery_url, tmp_path)
     yield started
-    kill_all([psutil.Process(process.pid) for process in started.started if process.poll() is None])
-    for process in started.started:
-        process.wait()
-    for log in started.logs:
-        log.close()
+    started.stop_all()
 
 
 async def in_status(database: Database, ids: list[str], status: str) -> bool:

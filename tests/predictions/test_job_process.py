@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from httpx import AsyncClient
 
@@ -15,7 +14,6 @@ from fastapi1.db.engine import Database
 from tests.delivery.conftest import wait_until
 from tests.delivery.test_process import Workers
 from tests.predictions.support import agents_body, finished, jobs, submit
-from tests.processes import kill_all
 from tests.test_end_to_end import RunningServer, free_port
 
 FAST = {"BACKEND_DELAY_MIN_S": "0.001", "BACKEND_DELAY_MAX_S": "0.005"}
@@ -25,11 +23,7 @@ FAST = {"BACKEND_DELAY_MIN_S": "0.001", "BACKEND_DELAY_MAX_S": "0.005"}
 def workers(jobs_url: str, tmp_path: Path) -> Iterator[Workers]:
     started = Workers(jobs_url, tmp_path)
     yield started
-    kill_all([psutil.Process(process.pid) for process in started.started if process.poll() is None])
-    for process in started.started:
-        process.wait()
-    for log in started.logs:
-        log.close()
+    started.stop_all()
 
 
 async def started(workers: Workers, index: int) -> None:
