@@ -8,14 +8,14 @@
 #
 # `install.sh --tools-only` stops after Poetry. Knobs: PYTHON (the interpreter), VENV_DIR,
 # TOOLS_DIR, INSTALL_GROUPS (Poetry groups beside main, comma-separated; default
-# "test,static_tools,bench", empty for the runtime only). Where packages come from is pip's
+# "test,deploy_tools,static_tools,bench", empty for the runtime only). Where packages come from is pip's
 # own configuration (PIP_INDEX_URL, pip.conf): any index that serves PEP 503 works.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV_DIR="${VENV_DIR:-$ROOT/.venv}"
 TOOLS_DIR="${TOOLS_DIR:-$ROOT/.tools}"
-INSTALL_GROUPS="${INSTALL_GROUPS-test,static_tools,bench}"
+INSTALL_GROUPS="${INSTALL_GROUPS-test,deploy_tools,static_tools,bench}"
 POETRY_TOOLS="$ROOT/scripts/poetry-tools.txt"
 PIP=(-m pip --disable-pip-version-check --quiet)
 
