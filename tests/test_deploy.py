@@ -52,7 +52,8 @@ def load_script(name: str) -> ModuleType:
         The module.
     """
     spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -71,7 +72,7 @@ def run(*command: str | Path, cwd: Path = PROJECT_ROOT) -> subprocess.CompletedP
     Returns:
         The finished process.
     """
-    return subprocess.run([str(part) for part in command], capture_output=True, text=True, cwd=cwd, check=False)  # noqa: S603
+    return subprocess.run([str(part) for part in command], capture_output=True, text=True, cwd=cwd, check=False)
 
 
 def setting_names() -> set[str]:
@@ -186,9 +187,7 @@ class TestHelmChart:
 
     @VALUES
     def test_every_pod_is_non_root_read_only_without_privilege_escalation(self, values_file: Path | None) -> None:
-        pods = [
-            o["spec"]["template"]["spec"] for o in render(values_file) if o["kind"] in {"Deployment", "Job"}
-        ]
+        pods = [o["spec"]["template"]["spec"] for o in render(values_file) if o["kind"] in {"Deployment", "Job"}]
         assert len(pods) == 3
         for pod in pods:
             assert pod["securityContext"]["runAsNonRoot"] is True
@@ -199,7 +198,8 @@ class TestHelmChart:
                 assert context["readOnlyRootFilesystem"] is True
                 assert context["allowPrivilegeEscalation"] is False
                 assert context["capabilities"]["drop"] == ["ALL"]
-                assert "limits" in container["resources"] and "requests" in container["resources"]
+                assert "limits" in container["resources"]
+                assert "requests" in container["resources"]
                 # Whatever must be writable is an emptyDir (prometheus_client's multiprocess files too).
                 mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
                 assert "emptyDir" in volumes[mounts["/tmp"]]
@@ -231,7 +231,9 @@ class TestHelmChart:
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
         assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in find(objects, "Service")["spec"]["ports"]}
-        assert monitor["spec"]["selector"]["matchLabels"].items() <= find(objects, "Service")["spec"]["selector"].items()
+        assert (
+            monitor["spec"]["selector"]["matchLabels"].items() <= find(objects, "Service")["spec"]["selector"].items()
+        )
 
     def test_default_values_leave_the_optional_objects_out(self) -> None:
         kinds = {o["kind"] for o in render(None)}
@@ -253,12 +255,15 @@ class TestTerraform:
     def test_every_variable_and_output_is_typed_and_described(self) -> None:
         module, diagnostics = terraform_docs.load_interface()
         assert diagnostics == []
-        assert module["Variables"] and module["Outputs"]
+        assert module["Variables"]
+        assert module["Outputs"]
         for name, variable in module["Variables"].items():
-            assert variable["DescriptionSet"] and variable["Description"], name
+            assert variable["DescriptionSet"], name
+            assert variable["Description"], name
             assert variable["ConstraintType"] not in (None, "dynamic"), name
         for name, output in module["Outputs"].items():
-            assert output["DescriptionSet"] and output["Description"], name
+            assert output["DescriptionSet"], name
+            assert output["Description"], name
 
     def test_every_non_boolean_variable_is_validated(self) -> None:
         text = "\n".join(path.read_text() for path in sorted(TERRAFORM.glob("*.tf")))
@@ -297,16 +302,26 @@ class TestTerraform:
     def test_the_stack_is_complete_and_the_chart_it_installs_exists(self) -> None:
         text = "\n".join(path.read_text() for path in sorted(TERRAFORM.glob("*.tf")))
         assert re.search(r'source\s+=\s+"terraform-aws-modules/eks/aws"\s+version\s+=\s+"~> \d+', text)
-        for resource in ("aws_ecr_repository", "aws_db_instance", "aws_mq_broker", "aws_secretsmanager_secret",
-                         "helm_release", "aws_iam_openid_connect_provider"):
+        for resource in (
+            "aws_ecr_repository",
+            "aws_db_instance",
+            "aws_mq_broker",
+            "aws_secretsmanager_secret",
+            "helm_release",
+            "aws_iam_openid_connect_provider",
+        ):
             assert f'resource "{resource}"' in text, resource
-        assert re.search(r'engine_version\s+=\s+"16"', text) and "multi_az               = true" in text
-        assert "storage_encrypted     = true" in text and "replicate_source_db" in text
+        assert re.search(r'engine_version\s+=\s+"16"', text)
+        assert "multi_az               = true" in text
+        assert "storage_encrypted     = true" in text
+        assert "replicate_source_db" in text
         assert 'engine_type                = "RabbitMQ"' in text
         chart_path = re.search(r'chart\s+=\s+"\$\{path\.module\}/([^"]+)"', text)
-        assert chart_path and (TERRAFORM / chart_path.group(1)).resolve() == CHART
+        assert chart_path
+        assert (TERRAFORM / chart_path.group(1)).resolve() == CHART
         # The read replica reaches the service as DATABASE_READ_URL, a real setting.
-        assert "DATABASE_READ_URL = local.database_read_url" in text and "DATABASE_READ_URL" in setting_names()
+        assert "DATABASE_READ_URL = local.database_read_url" in text
+        assert "DATABASE_READ_URL" in setting_names()
 
     def test_the_chart_is_validated_against_the_clusters_kubernetes_version(self) -> None:
         assert terraform_docs.defaults()["kubernetes_version"] == f'"{KUBERNETES_VERSION.rsplit(".", 1)[0]}"'
@@ -347,11 +362,14 @@ class TestWorkflows:
         assert jobs["test"]["services"]["postgres"]["image"] == "postgres:16"
         assert any("./scripts/run_tests.sh" in step.get("run", "") for step in jobs["test"]["steps"])
         assert any("./scripts/run_checks.sh" in step.get("run", "") for step in jobs["checks"]["steps"])
-        assert "refs/heads/main" in jobs["image"]["if"] and set(jobs["image"]["needs"]) == {"test", "checks"}
-        assert jobs["deploy"]["environment"] == "production" and jobs["deploy"]["needs"] == "image"
+        assert "refs/heads/main" in jobs["image"]["if"]
+        assert set(jobs["image"]["needs"]) == {"test", "checks"}
+        assert jobs["deploy"]["environment"] == "production"
+        assert jobs["deploy"]["needs"] == "image"
         assert any("helm upgrade --install" in step.get("run", "") for step in jobs["deploy"]["steps"])
         text = (PROJECT_ROOT / ".github" / "workflows" / "ci.yml").read_text()
-        assert "aws-access-key-id" not in text and "role-to-assume" in text
+        assert "aws-access-key-id" not in text
+        assert "role-to-assume" in text
 
 
 class TestCompose:
@@ -367,7 +385,8 @@ class TestCompose:
         for name, service in services.items():
             if name != "migrate":
                 assert service["healthcheck"]["test"], name
-        assert services["migrate"]["command"] == ["migrate"] and services["migrate"]["restart"] == "no"
+        assert services["migrate"]["command"] == ["migrate"]
+        assert services["migrate"]["restart"] == "no"
         for name in ("api", "worker"):
             depends = services[name]["depends_on"]
             assert depends["migrate"]["condition"] == "service_completed_successfully"
@@ -393,12 +412,15 @@ class TestImage:
         assert len(re.findall(r"^FROM ", text, re.MULTILINE)) == 2
         final = text[text.rindex("\nFROM ") :]
         assert re.search(r"^USER 10001:10001$", final, re.MULTILINE)
-        assert "INSTALL_GROUPS=''" in text and "poetry" not in final.lower()
-        assert 'HEALTHCHECK' in final and "healthcheck.py" in final
+        assert "INSTALL_GROUPS=''" in text
+        assert "poetry" not in final.lower()
+        assert "HEALTHCHECK" in final
+        assert "healthcheck.py" in final
         assert 'ENTRYPOINT ["/app/entrypoint.sh"]' in final
         env = set(re.findall(r"^\s+(\w+)=", final, re.MULTILINE))
         assert env - {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PATH"} <= setting_names() | PENDING_SETTINGS
-        assert "ENVIRONMENT=production" in final and "WORKER_PROCESSES=0" in final
+        assert "ENVIRONMENT=production" in final
+        assert "WORKER_PROCESSES=0" in final
 
     @pytest.mark.parametrize(
         ("role", "program"),
@@ -406,16 +428,22 @@ class TestImage:
     )
     def test_the_entrypoint_picks_the_process(self, role: str, program: str) -> None:
         environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             ["sh", str(PROJECT_ROOT / "ci" / "entrypoint.sh"), role, "--help"],
-            capture_output=True, text=True, cwd=PROJECT_ROOT, env=environment, check=False, timeout=60,
+            capture_output=True,
+            text=True,
+            cwd=PROJECT_ROOT,
+            env=environment,
+            check=False,
+            timeout=60,
         )
         assert result.returncode == 0, result.stderr
         assert program in result.stdout
 
     def test_the_healthcheck_probes_the_heartbeat_and_lets_the_worker_be(self) -> None:
         spec = importlib.util.spec_from_file_location("healthcheck", PROJECT_ROOT / "ci" / "healthcheck.py")
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         healthcheck = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(healthcheck)
         assert healthcheck.probe_url(["python", "-m", "fastapi1.serve"]).endswith(":8000/status/heartbeat")
