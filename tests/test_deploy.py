@@ -141,6 +141,16 @@ class TestHelmChart:
             assert not report["errors"], report
             assert [m for m in report["messages"] if m["severity"] >= 2] == [], report
 
+    @pytest.mark.parametrize(
+        "typo",
+        [{"servicemonitor": {"enabled": True}}, {"api": {"replica": 3}}, {"config": {"db_pool_size": "3"}}],
+        ids=["top-level", "nested", "config-name"],
+    )
+    def test_values_schema_refuses_a_misspelled_value(self, typo: dict[str, Any]) -> None:
+        # Without values.schema.json, Helm would ignore the typo and install the defaults.
+        with pytest.raises(helm.HelmValuesError):
+            helm.Chart.load(CHART).render(typo, name="fastapi1")
+
     def test_chart_is_self_contained(self) -> None:
         chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
         assert "dependencies" not in chart
