@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import uvloop
 
+from fastapi1.broker.connection import open_broker
 from fastapi1.config import DeliverySettings, Settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
@@ -24,6 +25,7 @@ from fastapi1.delivery.controller import Relay
 from fastapi1.delivery.providers import Providers, configured_providers
 from fastapi1.notifications.dao import CREATED_CHANNEL
 from fastapi1.predictions import dao as predictions_dao
+from fastapi1.predictions.consumer import serve_predictions
 from fastapi1.predictions.controller import open_gateway
 from fastapi1.predictions.jobs import JobRelay
 from fastapi1.worker.claims import ClaimLoop
@@ -105,7 +107,13 @@ async def run(
             url = await stack.enter_async_context(embedded_postgres_async(settings.embedded_data_dir))
         database = Database.connect(url, None, settings)
         stack.push_async_callback(database.dispose)
+        broker = await stack.enter_async_context(open_broker(settings)) if settings.broker_url is not None else None
         gateway = await stack.enter_async_context(open_gateway(settings))
+        if broker is not None:
+            # Stopped (its requests answered) before the gateway closes, once the relays have stopped.
+            consumer = await serve_predictions(broker, gateway, delivery.prediction_prefetch)
+            stack.push_async_callback(consumer.stop, delivery.delivery_shutdown_timeout_s)
+            logger.info("Worker answering predictions from the broker (prefetch %d)", delivery.prediction_prefetch)
         relay = Relay(database, delivery, providers or configured_providers(delivery))
         jobs = JobRelay(database, delivery, gateway)
 
