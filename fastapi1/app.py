@@ -27,7 +27,7 @@ from fastapi1.status.views import router as status_router
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the database engines (and the embedded server if needed), the process pool, the broker and the prediction gateway.
+    """Open the database engines (and the embedded server if needed), the process pool, the broker, the gateway.
 
     Everything is closed in reverse order when the application stops.
 

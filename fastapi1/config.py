@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     broker_reply_margin_s: float = Field(
         default=10.0,
         gt=0,
-        description="Seconds beyond BACKEND_TIMEOUT_S an API process waits for a worker's prediction answer (else 504).",
+        description="Seconds beyond BACKEND_TIMEOUT_S an API process waits for a worker's answer (else 504).",
     )
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ import time
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
 from aio_pika.exceptions import ChannelNotFoundEntity, PublishError
+from aiormq.abc import AbstractChannel
 from aiormq.exceptions import ChannelLockedResource
 
 from fastapi1.broker.connection import BROKER_ERRORS, Broker, Consumer, Poison
@@ -63,13 +64,15 @@ class ReplyQueues:
         check = self.checks.get(name)
         if check is None or now - check[0] > REPLY_QUEUE_CHECK_S:
             if len(self.checks) >= REPLY_QUEUES_REMEMBERED:
-                self.checks = {key: value for key, value in self.checks.items() if now - value[0] <= REPLY_QUEUE_CHECK_S}
+                self.checks = {
+                    key: value for key, value in self.checks.items() if now - value[0] <= REPLY_QUEUE_CHECK_S
+                }
             check = self.checks[name] = (now, asyncio.ensure_future(self.ask(name)))
         # Shared by every message for that queue: one caller's cancellation must not cancel the others'.
         return await asyncio.shield(check[1])
 
     async def ask(self, name: str) -> bool:
-        """Ask the broker with a passive declaration on a channel of its own (a refusal closes the channel).
+        """Ask the broker on a channel of its own: a passive declaration's refusal closes its channel.
 
         Args:
             name: A reply queue.
@@ -82,17 +85,28 @@ class ReplyQueues:
         except BROKER_ERRORS:
             return True
         try:
-            await channel.queue_declare(name, passive=True)
-        except ChannelLockedResource:
-            return True  # exclusive to the connection of its API process, which is alive
-        except ChannelNotFoundEntity:
-            return False
-        except BROKER_ERRORS:
-            return True
+            return await declared(channel, name)
         finally:
             with contextlib.suppress(*BROKER_ERRORS):
                 await channel.close()
+
+
+async def declared(channel: AbstractChannel, name: str) -> bool:
+    """Whether a queue exists, by a passive declaration (True when the broker cannot tell).
+
+    Args:
+        channel: A channel the refusal may close.
+        name: The queue.
+    """
+    try:
+        await channel.queue_declare(name, passive=True)
+    except ChannelLockedResource:
+        return True  # exclusive to the connection of its API process, which is alive
+    except ChannelNotFoundEntity:
+        return False
+    except BROKER_ERRORS:
         return True
+    return True
 
 
 class PredictionRequests:

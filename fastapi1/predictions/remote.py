@@ -215,7 +215,9 @@ class RemoteRows:
         if not items:
             return []
         if self.queued_rows + len(items) > self.policy.max_queue:
-            raise Overloaded(f"Prediction queue full (rows waiting: {self.queued_rows}); retry later", self._retry_after())
+            raise Overloaded(
+                f"Prediction queue full (rows waiting: {self.queued_rows}); retry later", self._retry_after()
+            )
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
         self.pending[correlation_id] = future

@@ -206,8 +206,8 @@ async def predict(
     `BATCH_MAX_WAIT_MS`. A failed batch answers its clients 502; a full queue answers 503 with
     `Retry-After`. With a broker (`BROKER_URL`) the rows are batched by the worker processes: a
     broker that does not take the request answers 503, no worker answering before
-    `BACKEND_TIMEOUT_S` + `BROKER_REPLY_MARGIN_S` answers 504. With `Async-Mode: true` the request is stored as a job and answered `202`;
-    its answer is then at `GET /predict/{prediction_id}`.
+    `BACKEND_TIMEOUT_S` + `BROKER_REPLY_MARGIN_S` answers 504. With `Async-Mode: true` the
+    request is stored as a job and answered `202`; its answer is then at `GET /predict/{prediction_id}`.
 
     \f
     Args:

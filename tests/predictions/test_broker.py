@@ -101,8 +101,8 @@ class TestRowsOfEveryApiProcessShareBatches:
         assert {1.0, 2.0} in origins  # one backend call held rows of both API processes
         assert backend.rows_sent() == 40
         assert len(backend.calls) < len(bodies)
+        channel = await broker.connection.channel()
         with pytest.raises(ChannelNotFoundEntity):  # the API process's reply queue left with it
-            channel = await broker.connection.channel()
             await channel.declare_queue(reply_queue, passive=True)
 
     async def test_the_text_body_and_the_schedule_alias_go_through_the_broker(self, broker: Broker) -> None:
@@ -197,7 +197,8 @@ class TestBoundsAndOutages:
             held.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await held
-            assert rows.queued_rows == 0 and rows.pending == {}
+            assert rows.queued_rows == 0
+            assert rows.pending == {}
 
     async def test_a_cut_broker_is_a_clear_503_within_the_publish_timeout_and_the_path_recovers(
         self, broker: Broker
@@ -275,3 +276,10 @@ def test_request_messages_are_compact_json() -> None:
         "rows": [["agents", "m", "lr", [1.0, 2.0]], ["text", "t", None, "hi"]],
     }
     assert GatewayTimeout.status_code == 504
+
+
+def test_the_openapi_document_declares_the_broker_path_statuses(app: FastAPI) -> None:
+    for path in ("/predict", "/schedule"):
+        declared = app.openapi()["paths"][path]["post"]["responses"]
+        assert "worker process answered in time" in declared["504"]["description"]
+        assert "BROKER_PUBLISH_TIMEOUT_S" in declared["503"]["description"]
