@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Seconds a publish waits for the broker's confirm (else 503)."
     )
     broker_connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to reach the broker at start-up.")
+    broker_reply_margin_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds beyond BACKEND_TIMEOUT_S an API process waits for a worker's answer (else 504).",
+    )
 
     @model_validator(mode="after")
     def check_mock_delays(self) -> "Settings":
@@ -189,6 +194,12 @@ class DeliverySettings(BaseSettings):
     )
     prediction_concurrency: int = Field(default=1_000, ge=1, description="Prediction jobs in flight per worker.")
     prediction_claim_size: int = Field(default=100, ge=1, description="Most prediction jobs claimed per statement.")
+    prediction_prefetch: int = Field(
+        default=10_000,
+        ge=1,
+        le=65_535,
+        description="Synchronous prediction requests a worker takes from the broker at once, to fill its batches.",
+    )
     prediction_poll_interval_s: float = Field(
         default=5.0, gt=0, description="Seconds between job claims when no NOTIFY arrives (NOTIFY wakes at once)."
     )

@@ -144,6 +144,12 @@ class BackendFailed(AppError):
     status_code = 502
 
 
+class GatewayTimeout(AppError):
+    """No worker process answered in time (with a broker: none consuming, or all of them too busy)."""
+
+    status_code = 504
+
+
 # What the driver and the pool raise when PostgreSQL is down or unreachable.
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     OSError,
