@@ -549,7 +549,7 @@ def run_delivery(report: Report, options: argparse.Namespace) -> None:
             dsn = asyncpg_dsn(url)
             with (
                 running_service(url, options.workers, {"WORKER_PROCESSES": "0"}) as base,
-                running_worker(url, sends, RESULTS_DIR / f"delivery-worker-{stamp}.log", env, profile),
+                running_worker(url, sends, RESULTS_DIR / f"delivery-worker-{stamp}.log", env, profile) as worker,
             ):
                 result.light_count = options.delivery_light
                 if options.delivery_light:
@@ -565,6 +565,7 @@ def run_delivery(report: Report, options: argparse.Namespace) -> None:
                         options.delivery_per_request,
                         options.delivery_clients,
                         result,
+                        worker.pid,
                     )
                 )
             asyncio.run(check(dsn, acknowledged, sends, result))

@@ -34,6 +34,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL = ("delivered", "permanent-failure", "temporary-failure", "technical-failure")
@@ -67,6 +68,9 @@ class DeliveryResult:
     delivered_unsent: int = 0
     sent_not_delivered: int = 0
     errors: int = 0
+    worker_cpu_ms_per_1000: float = 0.0  # the worker process's CPU time per 1,000 notifications drained
+    postgres_cpu_ms_per_1000: float = 0.0  # every backend on the bench database (API's and worker's)
+    load_average: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at the start and end of the drain
     profile: str | None = None
 
     @property
@@ -125,6 +129,26 @@ def running_worker(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def cpu_seconds(worker_pid: int, database: str) -> tuple[float, float]:
+    """CPU seconds (user + system) so far of the worker process and of the backends on ``database``.
+
+    Backends live as long as their pooled connections, which outlive one drain, so the
+    difference of two samples is what the drain cost them.
+    """
+
+    def used(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return float(times.user + times.system)
+
+    worker = used(psutil.Process(worker_pid))
+    backends = 0.0
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(f" {database} " in part for part in process.info["cmdline"] or []):
+                backends += used(process)
+    return worker, backends
 
 
 async def count_final(connection: asyncpg.Connection, domain: str) -> int:
@@ -202,9 +226,19 @@ async def ingest(base: str, total: int, per_request: int, clients: int) -> tuple
 
 
 async def drain(
-    base: str, dsn: str, total: int, per_request: int, clients: int, result: DeliveryResult, stall_s: float = 120
+    base: str,
+    dsn: str,
+    total: int,
+    per_request: int,
+    clients: int,
+    result: DeliveryResult,
+    worker_pid: int,
+    stall_s: float = 120,
 ) -> list[str]:
     """Create ``total`` notifications while the worker drains them; wait until every one is final."""
+    database = dsn.rsplit("/", 1)[1].split("?")[0]
+    worker_cpu, postgres_cpu = cpu_seconds(worker_pid, database)
+    load_start = os.getloadavg()[0]
     ids, seconds, errors = await ingest(base, total, per_request, clients)
     result.total, result.ingest_seconds, result.errors = len(ids), seconds, errors
     result.ingest_per_second = len(ids) / seconds
@@ -225,6 +259,10 @@ async def drain(
             f"%@{DRAIN_DOMAIN}",
         )
         result.drain_seconds = float(span)
+        worker_after, postgres_after = cpu_seconds(worker_pid, database)
+        result.worker_cpu_ms_per_1000 = 1e6 * (worker_after - worker_cpu) / max(1, final)
+        result.postgres_cpu_ms_per_1000 = 1e6 * (postgres_after - postgres_cpu) / max(1, final)
+        result.load_average = (load_start, os.getloadavg()[0])
         result.delivered_per_second = final / result.drain_seconds
         result.p50_ms, result.p99_ms = await latency_percentiles(connection, DRAIN_DOMAIN)
     finally:
@@ -256,12 +294,17 @@ async def check(dsn: str, acknowledged: list[str], sends_file: Path, result: Del
 def print_results(results: list[DeliveryResult]) -> None:
     """The delivery runs as a table."""
     print(
-        f"\n{'delivery run':28} {'ingest/s':>9} {'drain/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'light p50':>9} {'light p99':>9}  checks"
+        f"\n{'delivery run':54} {'ingest/s':>8} {'drain/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'light p50':>9} {'light p99':>9} {'worker CPU':>10} {'PG CPU':>7} {'load':>11}"
     )
     for r in results:
         print(
-            f"{r.label:28} {r.ingest_per_second:9.0f} {r.delivered_per_second:9.0f} {r.p50_ms:8.0f} {r.p99_ms:8.0f}"
-            f" {r.light_p50_ms:9.1f} {r.light_p99_ms:9.1f}  {r.total} created, {r.sends} sends,"
-            f" statuses {r.statuses}, attempts {r.attempts}: {r.check}"
+            f"{r.label:54} {r.ingest_per_second:8.0f} {r.delivered_per_second:8.0f} {r.p50_ms:7.0f} {r.p99_ms:7.0f}"
+            f" {r.light_p50_ms:9.1f} {r.light_p99_ms:9.1f} {r.worker_cpu_ms_per_1000:7.0f} ms {r.postgres_cpu_ms_per_1000:4.0f} ms"
+            f" {r.load_average[0]:5.1f}-{r.load_average[1]:<5.1f}"
         )
+        print(
+            f"{'':54} checks: {r.total} created, {r.sends} sends, statuses {r.statuses},"
+            f" attempts {r.attempts}: {r.check}"
+        )
+    print("(worker CPU, PG CPU: CPU time per 1,000 notifications drained; load: 1-minute load average, 2 cores)")
