@@ -255,7 +255,7 @@ async def drain(
             elif time.monotonic() - progress_at > stall_s:
                 break  # the checks report what is not final
         span = await connection.fetchval(
-            "SELECT extract(epoch FROM max(completed_at) - min(created_at)) FROM notifications WHERE \"to\" LIKE $1",
+            'SELECT extract(epoch FROM max(completed_at) - min(created_at)) FROM notifications WHERE "to" LIKE $1',
             f"%@{DRAIN_DOMAIN}",
         )
         result.drain_seconds = float(span)
@@ -270,7 +270,7 @@ async def drain(
     return ids
 
 
-async def check(dsn: str, acknowledged: list[str], sends_file: Path, result: DeliveryResult) -> None:
+async def check(dsn: str, acknowledged: list[str], data: bytes, result: DeliveryResult) -> None:
     """Stored statuses against the acknowledged ids and the counted sends."""
     connection = await asyncpg.connect(dsn)
     try:
@@ -282,7 +282,6 @@ async def check(dsn: str, acknowledged: list[str], sends_file: Path, result: Del
     result.statuses = dict(Counter(row["status"] for row in rows))
     result.attempts = {str(k): v for k, v in sorted(Counter(row["attempts"] for row in rows).items())}
     result.not_final = sum(1 for row in rows if row["status"] not in FINAL)
-    data = sends_file.read_bytes()
     sends = Counter(uuid.UUID(bytes=data[i : i + 16]) for i in range(0, len(data), 16))
     delivered = {key for key, row in stored.items() if row["status"] == "delivered"}
     result.sends = sum(sends.values())
@@ -300,7 +299,8 @@ def print_results(results: list[DeliveryResult]) -> None:
     for r in results:
         print(
             f"{r.label:54} {r.ingest_per_second:8.0f} {r.delivered_per_second:8.0f} {r.p50_ms:7.0f} {r.p99_ms:7.0f}"
-            f" {r.light_p50_ms:9.1f} {r.light_p99_ms:9.1f} {r.worker_cpu_ms_per_1000:7.0f} ms {r.postgres_cpu_ms_per_1000:4.0f} ms"
+            f" {r.light_p50_ms:9.1f} {r.light_p99_ms:9.1f}"
+            f" {r.worker_cpu_ms_per_1000:7.0f} ms {r.postgres_cpu_ms_per_1000:4.0f} ms"
             f" {r.load_average[0]:5.1f}-{r.load_average[1]:<5.1f}"
         )
         print(

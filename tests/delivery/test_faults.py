@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -91,12 +91,12 @@ def mailbox() -> Iterator[tuple[CountingMailbox, int]]:
 
 
 @pytest.fixture
-async def status_log(database: Database) -> AsyncIterator[Database]:
+async def status_log(database: Database) -> Database:
     """The status-change log, installed before any notification exists."""
     async with database.write_engine.begin() as connection:
         for statement in STATUS_LOG:
             await connection.execute(text(statement))
-    yield database
+    return database
 
 
 @pytest.fixture
