@@ -33,10 +33,12 @@ from typing import Any
 
 import asyncpg
 import httpx
-from bench_delivery import DeliveryResult, check, drain, light_load, print_results, running_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # bench_delivery, also when this file is loaded by path
+
+from bench_delivery import DeliveryResult, check, drain, light_load, print_results, running_worker  # noqa: E402
 
 from fastapi1.config import to_async_url  # noqa: E402
 from fastapi1.db.embedded import embedded_postgres  # noqa: E402
