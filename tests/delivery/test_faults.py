@@ -59,9 +59,16 @@ class CountingMailbox:
         self.delay_s = delay_s
         self.lock = threading.Lock()
         self.received: Counter[str] = Counter()
+        # Mails to slow*@ are held (not answered) until released: whoever sends them stays mid-send.
+        self.release = threading.Event()
+        self.held = 0
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         await asyncio.sleep(self.delay_s)  # a provider that takes a moment: batches are in flight a while
+        if any(address.startswith("slow") for address in envelope.rcpt_tos) and not self.release.is_set():
+            with self.lock:
+                self.held += 1
+            await asyncio.to_thread(self.release.wait)
         assert isinstance(envelope.content, bytes)
         found = MESSAGE_ID.search(envelope.content.decode(errors="replace"))
         assert found is not None
@@ -87,6 +94,7 @@ def mailbox() -> Iterator[tuple[CountingMailbox, int]]:
     try:
         yield handler, port
     finally:
+        handler.release.set()
         controller.stop()
 
 
@@ -149,19 +157,22 @@ class TestWorkerKilledMidBatch:
         settings = {"DELIVERY_LEASE_S": "3", "DELIVERY_CONCURRENCY": "10", "DELIVERY_BATCH_SIZE": "10"}
         doomed = smtp_workers.start(**settings)
         await wait_until(lambda: worker_started(smtp_workers, 0), within=30)
-        ids = await create(api, [f"user{index}@example.com" for index in range(400)])
+        recipients = [f"user{index}@example.com" for index in range(400)]
+        recipients[::80] = [f"slow{index}@example.com" for index in range(5)]
+        ids = await create(api, recipients)
 
         async def mid_run() -> bool:
             rows = await statuses(database, ids)
-            return sum(row["status"] == "delivered" for row in rows.values()) >= 20
+            return handler.held > 0 and sum(row["status"] == "delivered" for row in rows.values()) >= 20
 
         await wait_until(mid_run, within=30, interval=0.005)
         doomed.send_signal(signal.SIGKILL)
         assert doomed.wait(timeout=10) == -signal.SIGKILL
+        handler.release.set()  # the mails the dead worker was sending complete on the server's side
         at_kill = await statuses(database, ids)
         window = {key for key, row in at_kill.items() if row["status"] == "sending"}
         delivered_before = {key for key, row in at_kill.items() if row["status"] == "delivered"}
-        assert window, "the worker was not killed mid-batch"
+        assert window, "the worker was not killed mid-batch"  # the held mails' rows at least
         assert delivered_before, "nothing was delivered before the kill"
 
         smtp_workers.start(**settings)
