@@ -36,6 +36,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))  # bench_delivery, also when this file is loaded by path
+
+from bench_delivery import DeliveryResult, check, drain, light_load, print_results, running_worker  # noqa: E402
 
 from fastapi1.config import to_async_url  # noqa: E402
 from fastapi1.db.embedded import embedded_postgres  # noqa: E402
@@ -141,6 +144,7 @@ class Report:
     results: list[Result] = field(default_factory=list)
     ceilings: dict[str, float] = field(default_factory=dict)
     large_add: dict[str, float] = field(default_factory=dict)
+    delivery: list[DeliveryResult] = field(default_factory=list)
 
 
 def notification_items(count: int) -> list[dict[str, Any]]:
@@ -214,10 +218,11 @@ async def count_notifications(url: str) -> int:
 
 
 @contextlib.contextmanager
-def running_service(url: str, workers: int) -> Iterator[str]:
+def running_service(url: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[str]:
     """Start ``python -m fastapi1.serve`` and yield its base URL; stop it on exit."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": str(workers)}
+    env.update(extra_env or {})
     log = (RESULTS_DIR / "service.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "fastapi1.serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -504,6 +509,11 @@ def write_chart(report: Report, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+# The defaults (claims of 100) and claims of 1,000, in one run: the batch size is what the
+# worker's and PostgreSQL's CPU per notification depend on.
+DEFAULT_DELIVERY_VARIANTS = "DELIVERY_BATCH_SIZE=100;DELIVERY_BATCH_SIZE=1000,DELIVERY_CONCURRENCY=1000"
+
+
 def parse_options() -> argparse.Namespace:
     """Command-line options, defaulting to the BENCH_* environment variables."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -512,7 +522,68 @@ def parse_options() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 2)))
     parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""), help="comma-separated scenario names")
     parser.add_argument("--large-pairs", type=int, default=100_000)
+    delivery = parser.add_argument_group("delivery scenario")
+    delivery.add_argument("--delivery-total", type=int, default=int(os.environ.get("BENCH_DELIVERY_TOTAL", 100_000)))
+    delivery.add_argument("--delivery-per-request", type=int, default=1_000)
+    delivery.add_argument("--delivery-clients", type=int, default=int(os.environ.get("BENCH_DELIVERY_CLIENTS", 4)))
+    delivery.add_argument("--delivery-light", type=int, default=200, help="notifications created one at a time")
+    delivery.add_argument(
+        "--delivery-variants",
+        default=os.environ.get("BENCH_DELIVERY_VARIANTS", DEFAULT_DELIVERY_VARIANTS),
+        help="worker settings per run, runs separated by ';' ('' is one run with the defaults)",
+    )
+    delivery.add_argument("--profile-worker", action="store_true", help="run the worker under cProfile")
     return parser.parse_args()
+
+
+def delivery_variants(text: str) -> list[dict[str, str]]:
+    """The worker settings of each delivery run: ``A=1,B=2;A=3`` is two runs; empty is one run with defaults."""
+    runs = [run.strip() for run in text.split(";")] if text.strip() else [""]
+    return [dict(pair.split("=", 1) for pair in run.split(",") if pair) for run in runs]
+
+
+def run_delivery(report: Report, options: argparse.Namespace) -> None:
+    """The delivery scenario, once per variant, each on a fresh database, service and worker."""
+    broker = "RabbitMQ" if os.environ.get("BROKER_URL") else "no broker"
+    for index, env in enumerate(delivery_variants(options.delivery_variants)):
+        label = (",".join(f"{k}={v}" for k, v in env.items()) or "defaults") + f" ({broker})"
+        result = DeliveryResult(label=label, worker_env=env)
+        stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{index}"
+        sends = RESULTS_DIR / f"delivery-sends-{stamp}.bin"
+        profile = RESULTS_DIR / f"delivery-worker-{stamp}.prof" if options.profile_worker else None
+        print(f"  delivery: {label}")
+        with bench_database() as url:
+            dsn = asyncpg_dsn(url)
+            with (
+                running_service(url, options.workers, {"WORKER_PROCESSES": "0"}) as base,
+                running_worker(url, sends, RESULTS_DIR / f"delivery-worker-{stamp}.log", env, profile) as worker,
+            ):
+                result.light_count = options.delivery_light
+                if options.delivery_light:
+                    result.light_p50_ms, result.light_p99_ms = asyncio.run(
+                        light_load(base, dsn, options.delivery_light)
+                    )
+                asyncio.run(checkpoint(url))
+                acknowledged = asyncio.run(
+                    drain(
+                        base,
+                        dsn,
+                        options.delivery_total,
+                        options.delivery_per_request,
+                        options.delivery_clients,
+                        result,
+                        worker.pid,
+                    )
+                )
+            asyncio.run(check(dsn, acknowledged, sends.read_bytes(), result))
+        sends.unlink()
+        result.profile = str(profile.relative_to(ROOT)) if profile else None
+        report.delivery.append(result)
+        print(
+            f"    ingest {result.ingest_per_second:.0f}/s, delivered {result.delivered_per_second:.0f}/s end to end, "
+            f"p50 {result.p50_ms:.0f} ms p99 {result.p99_ms:.0f} ms, light p50 {result.light_p50_ms:.1f} ms: "
+            f"{result.check}"
+        )
 
 
 def drive_scenarios(report: Report, url: str, base: str, options: argparse.Namespace) -> None:
@@ -550,6 +621,18 @@ def measure_ceilings(report: Report, url: str, seconds: float) -> None:
         report.ceilings["multiple_requests_fraction_of_heartbeat"] = (best / 100) / heartbeat
 
 
+def run_chosen(report: Report, options: argparse.Namespace) -> None:
+    """The HTTP scenarios (with the ceilings and the large /add) and the delivery scenario, as chosen."""
+    only = [name for name in options.only.split(",") if name]
+    if not only or any(name != "delivery" for name in only):
+        with bench_database() as url, running_service(url, options.workers) as base:
+            drive_scenarios(report, url, base, options)
+            report.large_add = asyncio.run(large_add(base, options.large_pairs))
+            measure_ceilings(report, url, options.seconds)
+    if not only or "delivery" in only:
+        run_delivery(report, options)
+
+
 def main() -> None:
     """Run the benchmark."""
     options = parse_options()
@@ -566,20 +649,23 @@ def main() -> None:
         },
     )
     print(f"load generator: {tool}; WORKERS={options.workers}; {options.seconds:.0f} s per run")
-    with bench_database() as url, running_service(url, options.workers) as base:
-        drive_scenarios(report, url, base, options)
-        report.large_add = asyncio.run(large_add(base, options.large_pairs))
-        measure_ceilings(report, url, options.seconds)
+    run_chosen(report, options)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     json_path = RESULTS_DIR / f"bench-{stamp}.json"
     document = asdict(report)
     for result, row in zip(report.results, document["results"], strict=True):
         row["rows_check"] = result.rows_check
+    for delivery, row in zip(report.delivery, document["delivery"], strict=True):
+        row["check"] = delivery.check
     json_path.write_text(json.dumps(document, indent=2))
-    print_table(report)
-    chart = RESULTS_DIR / f"bench-{stamp}.png"
-    write_chart(report, chart)
-    print(f"\nresults: {json_path.relative_to(ROOT)}, chart: {chart.relative_to(ROOT)}")
+    if report.results:
+        print_table(report)
+        chart = RESULTS_DIR / f"bench-{stamp}.png"
+        write_chart(report, chart)
+        print(f"chart: {chart.relative_to(ROOT)}")
+    if report.delivery:
+        print_results(report.delivery)
+    print(f"\nresults: {json_path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

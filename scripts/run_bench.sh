@@ -5,7 +5,9 @@
 # bench-results/. wrk comes from the distribution's packages when this user may install them
 # (BENCH_INSTALL_WRK=0 forbids it); without wrk, locust's FastHttpUser drives the load.
 # Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (8,32,64), BENCH_ONLY (scenario names), WORKERS,
-# BENCH_LOAD_GENERATOR (wrk or locust).
+# BENCH_LOAD_GENERATOR (wrk or locust). BENCH_ONLY=delivery runs the delivery scenario alone:
+# 100,000 notifications through /multiple while one worker drains them (BENCH_DELIVERY_TOTAL,
+# BENCH_DELIVERY_CLIENTS, BENCH_DELIVERY_VARIANTS; BROKER_URL passes through to the service).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 

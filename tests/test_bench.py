@@ -1,12 +1,19 @@
-"""The benchmark's own arithmetic: reading wrk's report and checking rows (scripts/bench.py)."""
+"""The benchmark's own arithmetic: reading wrk's report, checking rows and deliveries (scripts/bench*.py)."""
 
+import asyncio
 import importlib.util
+import os
 import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
 
+import asyncpg
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from fastapi1.delivery.providers import Message, PermanentFailure, Providers, Simulator
+from tests.conftest import PROJECT_ROOT, throwaway_database
 
 WRK_OUTPUT = """Running 10s test @ http://127.0.0.1:8000/notifications/v1/multiple
   2 threads and 32 connections
@@ -68,3 +75,71 @@ class TestRowsCheck:
         )
         assert verdict in result.rows_check
         assert ("CHECK FAILED" in result.rows_check) == (stored < 3_200 or stored > 3_200 + 32 * 100)
+
+
+class TestDeliveryScenario:
+    def test_variants_are_runs_of_worker_settings(self, bench: ModuleType) -> None:
+        assert bench.delivery_variants("") == [{}]
+        assert bench.delivery_variants("A=1,B=2; A=3") == [{"A": "1", "B": "2"}, {"A": "3"}]
+
+    def test_the_checks_count_lost_unfinished_twice_sent_and_unsent_notifications(
+        self, bench: ModuleType, admin_url: str
+    ) -> None:
+        delivery = sys.modules["bench_delivery"]
+        ids = [uuid.uuid4() for _ in range(5)]
+        lost = uuid.uuid4()  # acknowledged by the API, never stored
+        rows = [(ids[0], "delivered"), (ids[1], "delivered"), (ids[2], "delivered"), (ids[3], "sending")]
+        rows.append((ids[4], "permanent-failure"))
+        # ids[0] sent once, ids[1] twice, ids[2] never; ids[3] sent but not final
+        sends = ids[0].bytes + ids[1].bytes + ids[1].bytes + ids[3].bytes
+        with throwaway_database(admin_url) as url:
+            dsn = bench.asyncpg_dsn(url)
+            asyncio.run(insert_notifications(dsn, rows))
+            result = delivery.DeliveryResult(label="t", worker_env={})
+            asyncio.run(delivery.check(dsn, [str(i) for i in [*ids, lost]], sends, result))
+        assert (result.lost, result.not_final, result.sends) == (1, 1, 4)
+        assert (result.delivered_twice, result.delivered_unsent, result.sent_not_delivered) == (1, 1, 1)
+        assert result.statuses == {"delivered": 3, "sending": 1, "permanent-failure": 1}
+        assert result.check.startswith("CHECK FAILED: lost 1, not final 1, delivered twice 1")
+        assert delivery.DeliveryResult(label="t", worker_env={}).check == "ok"
+
+
+async def insert_notifications(dsn: str, rows: list[tuple[uuid.UUID, str]]) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        for notification_id, status in rows:
+            pending = status in {"created", "sending"}
+            await connection.execute(
+                'INSERT INTO notifications (id, "to", status, attempts, created_at, updated_at, next_attempt_at,'
+                " completed_at) VALUES ($1, 'a@b.c', $2, 1, now(), now(), $3, $4)",
+                notification_id,
+                status,
+                datetime.now(UTC) if pending else None,
+                None if pending else datetime.now(UTC),
+            )
+    finally:
+        await connection.close()
+
+
+class TestCountingWorker:
+    def test_only_the_sends_a_provider_accepted_are_counted(self, tmp_path: Path) -> None:
+        spec = importlib.util.spec_from_file_location("bench_worker", PROJECT_ROOT / "scripts" / "bench_worker.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        fd = os.open(tmp_path / "sends", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        simulator = Simulator(0)
+        providers = module.counted(Providers(email=simulator, sms=simulator, simulator=simulator), fd)
+        accepted, refused = uuid.uuid4(), uuid.uuid4()
+
+        async def send_both() -> None:
+            await providers.email.send(Message(accepted, "ada@example.com", None, "hi"))
+            with pytest.raises(PermanentFailure):
+                await providers.simulator.send(Message(refused, "perm-fail@simulator.notify", None, "hi"))
+
+        try:
+            asyncio.run(send_both())
+        finally:
+            os.close(fd)
+        assert (tmp_path / "sends").read_bytes() == accepted.bytes

@@ -102,17 +102,25 @@ def smtp_failure(error: aiosmtplib.SMTPException) -> Exception:
 
 
 class Smtp:
-    """E-mail through an SMTP server (aiosmtplib), one connection per message."""
+    """E-mail through an SMTP server (aiosmtplib), over a small pool of open connections.
+
+    A connection carries one mail at a time and goes back to the pool after it; at most
+    ``DELIVERY_CONCURRENCY`` are open. A connection that failed in any way other than a reply
+    (lost, timed out, cancelled) is closed instead. A pooled connection the server dropped
+    while it was idle is replaced by a fresh one once, before the mail counts as failed.
+    """
 
     def __init__(self, settings: DeliverySettings) -> None:
-        """Keep the server's settings.
+        """Keep the server's settings; no connection is opened yet.
 
         Args:
-            settings: The SMTP_* settings.
+            settings: The SMTP_* settings and ``DELIVERY_CONCURRENCY`` (the pool's bound).
         """
         self.settings = settings
         sender_domain = settings.smtp_from.rpartition("@")[2]
         self.message_id_domain = sender_domain or "fastapi1"
+        self.slots = asyncio.Semaphore(settings.delivery_concurrency)
+        self.idle: list[aiosmtplib.SMTP] = []
 
     def build(self, message: Message) -> EmailMessage:
         """The e-mail: rendered subject and body, the notification id as its Message-ID.
@@ -137,8 +145,36 @@ class Smtp:
         email.set_content(message.body)
         return email
 
+    async def connect(self) -> aiosmtplib.SMTP:
+        """A new connection: connected, STARTTLS when required, logged in when configured.
+
+        Returns:
+            The connection.
+        """
+        settings = self.settings
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        client = aiosmtplib.SMTP(
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=password,
+            start_tls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout_s,
+        )
+        await client.connect()
+        return client
+
+    def pooled(self) -> aiosmtplib.SMTP | None:
+        """An idle connection that is still open (the last returned first), None if there is none."""
+        while self.idle:
+            client = self.idle.pop()
+            if client.is_connected:
+                return client
+            client.close()
+        return None
+
     async def send(self, message: Message) -> None:
-        """Send the e-mail.
+        """Send the e-mail over a pooled connection, or a new one.
 
         Args:
             message: The message.
@@ -148,20 +184,50 @@ class Smtp:
             TransientFailure: On a 4xx reply or a lost connection.
         """
         email = self.build(message)
-        settings = self.settings
-        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        async with self.slots:
+            client = self.pooled()
+            try:
+                if client is not None:
+                    try:
+                        await self.send_over(client, email)
+                        return
+                    except aiosmtplib.SMTPServerDisconnected:
+                        pass  # dropped while idle: once more on a fresh connection
+                await self.send_over(await self.connect(), email)
+            except aiosmtplib.SMTPException as error:
+                raise smtp_failure(error) from error
+
+    async def send_over(self, client: aiosmtplib.SMTP, email: EmailMessage) -> None:
+        """Send one e-mail over ``client``; it goes back to the pool unless the connection failed.
+
+        Args:
+            client: An open connection.
+            email: The e-mail.
+
+        Raises:
+            aiosmtplib.SMTPException: What aiosmtplib raised.
+        """
         try:
-            await aiosmtplib.send(
-                email,
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username,
-                password=password,
-                start_tls=settings.smtp_starttls,
-                timeout=settings.smtp_timeout_s,
-            )
-        except aiosmtplib.SMTPException as error:
-            raise smtp_failure(error) from error
+            await client.send_message(email)
+        except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused):
+            # A refusal (aiosmtplib has reset the envelope): the connection can carry the next mail.
+            self.give_back(client)
+            raise
+        except BaseException:
+            client.close()
+            raise
+        self.give_back(client)
+
+    def give_back(self, client: aiosmtplib.SMTP) -> None:
+        """Return a connection to the pool, or close it when it is closing or the pool is full.
+
+        Args:
+            client: The connection.
+        """
+        if client.is_connected and len(self.idle) < self.settings.delivery_concurrency:
+            self.idle.append(client)
+        else:
+            client.close()
 
 
 @dataclass(frozen=True, slots=True)

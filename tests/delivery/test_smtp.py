@@ -24,6 +24,7 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.received: list[tuple[list[str], EmailMessage]] = []
+        self.peers: list[object] = []  # the client's (host, port) of each mail: one per connection
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -40,6 +41,7 @@ class Mailbox:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self.received.append((list(envelope.rcpt_tos), message))
+        self.peers.append(session.peer)
         return "250 Message accepted"
 
 
@@ -49,16 +51,37 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class Server:
+    """An aiosmtpd server on a fixed loopback port that can be stopped and started again."""
+
+    def __init__(self, handler: Mailbox, port: int) -> None:
+        self.handler = handler
+        self.port = port
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+
+
 @pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    handler = Mailbox()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
+def smtp_server() -> Iterator[Server]:
+    server = Server(Mailbox(), free_port())
+    server.start()
     try:
-        yield handler, port
+        yield server
     finally:
-        controller.stop()
+        server.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: Server) -> tuple[Mailbox, int]:
+    return smtp_server.handler, smtp_server.port
 
 
 def smtp_settings(port: int, **overrides: Any) -> DeliverySettings:
@@ -128,3 +151,40 @@ class TestSmtp:
             row = (await wait_final(database, ids))[ids[0]]
         assert row["status"] == "permanent-failure"
         assert handler.received == []
+
+
+class TestConnectionReuse:
+    async def test_several_mails_travel_over_one_connection(
+        self, api: AsyncClient, database: Database, run_relay: Any, mailbox: tuple[Mailbox, int]
+    ) -> None:
+        handler, port = mailbox
+        async with run_relay(configured_providers(smtp_settings(port, delivery_concurrency=1))):
+            ids = await create(api, [f"user{index}@example.com" for index in range(10)])
+            rows = await wait_final(database, ids)
+        assert {row["status"] for row in rows.values()} == {"delivered"}
+        assert len(handler.received) == 10
+        assert len(set(handler.peers)) == 1  # one connection per mail would be 10 peers
+
+    async def test_concurrent_mails_open_at_most_delivery_concurrency_connections(
+        self, api: AsyncClient, database: Database, run_relay: Any, mailbox: tuple[Mailbox, int]
+    ) -> None:
+        handler, port = mailbox
+        async with run_relay(configured_providers(smtp_settings(port, delivery_concurrency=3))):
+            ids = await create(api, [f"user{index}@example.com" for index in range(60)])
+            await wait_final(database, ids)
+        assert len(handler.received) == 60
+        assert 1 <= len(set(handler.peers)) <= 3
+
+    async def test_a_connection_the_server_dropped_is_replaced_without_failing_the_mail(
+        self, api: AsyncClient, database: Database, run_relay: Any, smtp_server: Server
+    ) -> None:
+        async with run_relay(configured_providers(smtp_settings(smtp_server.port, delivery_concurrency=1))):
+            first = await create(api, ["ada@example.com"])
+            await wait_final(database, first)
+            smtp_server.stop()  # the pooled connection is cut
+            smtp_server.start()
+            second = await create(api, ["bo@example.com"])
+            row = (await wait_final(database, second))[second[0]]
+        assert (row["status"], row["attempts"]) == ("delivered", 1)
+        assert len(smtp_server.handler.received) == 2
+        assert len(set(smtp_server.handler.peers)) == 2
