@@ -20,6 +20,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import psutil
+import pytest
 
 from tests import test_end_to_end
 from tests.conftest import PROJECT_ROOT, asyncpg_dsn, throwaway_database
@@ -223,13 +224,20 @@ class TestGracefulShutdown:
 
 
 class TestStartUp:
+    @pytest.mark.parametrize("module", ["fastapi1.serve", "fastapi1.worker", "fastapi1.db.migrate"])
     def test_production_without_database_url_exits_non_zero_naming_it(
-        self, server_env: dict[str, str], start_server: StartServer, tmp_path: Path
+        self, server_env: dict[str, str], module: str
     ) -> None:
-        server = start_server({**server_env, "ENVIRONMENT": "production"}, tmp_path / "server.log")
-        assert server.process.wait(timeout=60) != 0
-        log = server.log()
-        assert "DATABASE_URL must be set when ENVIRONMENT=production" in log
+        started = subprocess.run(
+            [sys.executable, "-m", module],
+            cwd=PROJECT_ROOT,
+            env={**server_env, "ENVIRONMENT": "production"},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert started.returncode == 1
+        assert "DATABASE_URL must be set when ENVIRONMENT=production" in started.stderr.decode()
         assert not Path(server_env["EMBEDDED_DATA_DIR"]).exists()
 
     def test_migrate_on_start_false_serves_without_migrating_and_the_job_migrates(
