@@ -3,8 +3,10 @@
 The shutdown test plays a load balancer: clients send creates and slow ``/add`` calls on new
 connections, SIGTERM goes to the server, a poller watches ``/status/ready`` and, once it
 turns 503, the clients start nothing new (the load balancer took the instance out). Every
-request must then end with a full response or a refused connection, never a connection
-closed under it; every 2xx must be in the database; the server exits 0.
+request in flight at SIGTERM must end with a full response, never a connection closed under
+it; one started after SIGTERM ends with a full response, a refused connection, or (racing the
+listener as it closes, as any client may) a connection closed before any answer, and then
+must have stored nothing; every 2xx must be in the database; the server exits 0.
 """
 
 import asyncio
@@ -48,8 +50,9 @@ class Outcomes:
     other_statuses: list[int] = field(default_factory=list)
     refused: int = 0
     cut: list[str] = field(default_factory=list)
+    # What requests started after SIGTERM that got no response would have stored, by kind.
+    unanswered: dict[str, list[str]] = field(default_factory=lambda: {"create": [], "add": []})
     in_flight_at_sigterm: int = 0
-    finished_after_sigterm: int = 0
     ready_statuses: list[int] = field(default_factory=list)
 
     def record_timing(self, started: float) -> None:
@@ -58,8 +61,15 @@ class Outcomes:
             self.in_flight_at_sigterm += 1
 
 
-async def send(http: httpx.AsyncClient, outcomes: Outcomes, kind: str, **request: object) -> httpx.Response | None:
-    """Send one request on a new connection and classify how it ended."""
+async def send(
+    http: httpx.AsyncClient, outcomes: Outcomes, kind: str, keys: list[str], **request: object
+) -> httpx.Response | None:
+    """Send one request on a new connection and classify how it ended.
+
+    ``keys`` name what the request would store (recipients, a batch id): a request started
+    after SIGTERM that got no response (it reached the listener as it closed) must have
+    stored none of them, which :func:`stored` checks.
+    """
     started = time.monotonic()
     try:
         response = await http.request(**request)  # type: ignore[arg-type]
@@ -68,7 +78,10 @@ async def send(http: httpx.AsyncClient, outcomes: Outcomes, kind: str, **request
         outcomes.refused += 1
         return None
     except (httpx.TransportError, json.JSONDecodeError) as error:
-        outcomes.cut.append(f"{kind}: {type(error).__name__}: {error}")
+        if outcomes.sigterm_at is not None and started >= outcomes.sigterm_at:
+            outcomes.unanswered[kind].extend(keys)
+        else:
+            outcomes.cut.append(f"{kind}: {type(error).__name__}: {error}")
         return None
     outcomes.record_timing(started)
     return response
@@ -77,8 +90,11 @@ async def send(http: httpx.AsyncClient, outcomes: Outcomes, kind: str, **request
 async def create_until_taken_out(http: httpx.AsyncClient, outcomes: Outcomes) -> None:
     """POST lists of notifications while the load balancer routes here."""
     while outcomes.routing:
-        items = [{"to": f"drain-{secrets.token_hex(4)}@example.com"} for _ in range(ITEMS_PER_CREATE)]
-        response = await send(http, outcomes, "create", method="POST", url="/notifications/v1/multiple", json=items)
+        recipients = [f"drain-{secrets.token_hex(8)}@example.com" for _ in range(ITEMS_PER_CREATE)]
+        items = [{"to": recipient} for recipient in recipients]
+        response = await send(
+            http, outcomes, "create", recipients, method="POST", url="/notifications/v1/multiple", json=items
+        )
         if response is None:
             continue
         if response.status_code == 201:
@@ -92,7 +108,7 @@ async def add_until_taken_out(http: httpx.AsyncClient, outcomes: Outcomes, paylo
     while outcomes.routing:
         batch_id = f"drain-{secrets.token_hex(8)}"
         body = {"batchid": batch_id, "payload": payload}
-        response = await send(http, outcomes, "add", method="POST", url="/add", json=body)
+        response = await send(http, outcomes, "add", [batch_id], method="POST", url="/add", json=body)
         if response is None:
             continue
         if response.status_code == 200:
@@ -125,21 +141,40 @@ async def watch_readiness(http: httpx.AsyncClient, outcomes: Outcomes) -> None:
         await asyncio.sleep(0.05)
 
 
-async def stored(url: str, ids: list[str], batches: list[str]) -> tuple[int, int, int, int]:
-    """Notifications and addition batches (and their sums) found, and notifications still held by a claim."""
+@dataclass
+class Stored:
+    """What the database holds after the shutdown."""
+
+    notifications: int
+    add_batches: int
+    add_sums: int
+    unanswered_notifications: int
+    unanswered_batches: int
+    held: int
+
+
+async def stored(url: str, outcomes: Outcomes) -> Stored:
+    """Count what was acknowledged, what was not answered, and what a claim still holds."""
     connection = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        notifications = await connection.fetchval(
-            "SELECT count(*) FROM notifications WHERE id::text = ANY($1::text[])", ids
+        count = connection.fetchval
+        batches, lost_batches = outcomes.acknowledged_batches, outcomes.unanswered["add"]
+        return Stored(
+            notifications=await count(
+                "SELECT count(*) FROM notifications WHERE id::text = ANY($1::text[])", outcomes.acknowledged_ids
+            ),
+            add_batches=await count("SELECT count(*) FROM add_batches WHERE batch_id = ANY($1)", batches),
+            add_sums=await count("SELECT count(*) FROM add_sums WHERE batch_id = ANY($1)", batches),
+            unanswered_notifications=await count(
+                'SELECT count(*) FROM notifications WHERE "to" = ANY($1)', outcomes.unanswered["create"]
+            ),
+            unanswered_batches=await count("SELECT count(*) FROM add_batches WHERE batch_id = ANY($1)", lost_batches),
+            # A claim's lease holds a row for DELIVERY_LEASE_S; a released one is due at once.
+            held=await count(
+                "SELECT count(*) FROM notifications WHERE status = 'sending'"
+                " AND next_attempt_at > now() + interval '5 seconds'"
+            ),
         )
-        add_batches = await connection.fetchval("SELECT count(*) FROM add_batches WHERE batch_id = ANY($1)", batches)
-        add_sums = await connection.fetchval("SELECT count(*) FROM add_sums WHERE batch_id = ANY($1)", batches)
-        # A claim's lease holds a row for DELIVERY_LEASE_S; a released one is due at once.
-        held = await connection.fetchval(
-            "SELECT count(*) FROM notifications WHERE status = 'sending'"
-            " AND next_attempt_at > now() + interval '5 seconds'"
-        )
-        return int(notifications), int(add_batches), int(add_sums), int(held)
     finally:
         await connection.close()
 
@@ -160,7 +195,7 @@ class TestGracefulShutdown:
             "DATABASE_URL": url,
             "WORKERS": "2",
             "COMPUTE_WORKERS": "1",
-            "SHUTDOWN_DRAIN_S": "2",
+            "SHUTDOWN_DRAIN_S": "3",
             "SHUTDOWN_TIMEOUT_S": "90",
             "DB_POOL_TIMEOUT": "30",
         }
@@ -191,23 +226,25 @@ class TestGracefulShutdown:
                 await asyncio.gather(*clients)
             exit_code = await asyncio.to_thread(server.process.wait, 180)
 
-        notifications, add_batches, add_sums, held = await stored(
-            url, outcomes.acknowledged_ids, outcomes.acknowledged_batches
-        )
+        found = await stored(url, outcomes)
         acknowledged_after = (
             len(outcomes.acknowledged_ids) - acknowledged_before[0],
             len(outcomes.acknowledged_batches) - acknowledged_before[1],
         )
+        unanswered = {kind: len(keys) for kind, keys in outcomes.unanswered.items()}
         print(
             f"\nin flight at SIGTERM: {outcomes.in_flight_at_sigterm} requests;"
             f" acknowledged: {len(outcomes.acknowledged_ids)} notifications"
             f" ({acknowledged_after[0]} after SIGTERM), {len(outcomes.acknowledged_batches)} additions"
-            f" ({acknowledged_after[1]} after SIGTERM); stored: {notifications} notifications,"
-            f" {add_batches} additions ({add_sums} sums); other statuses: {outcomes.other_statuses};"
-            f" refused: {outcomes.refused}; ready while draining: {outcomes.ready_statuses}"
+            f" ({acknowledged_after[1]} after SIGTERM); stored: {found.notifications} notifications,"
+            f" {found.add_batches} additions ({found.add_sums} sums); other statuses: {outcomes.other_statuses};"
+            f" refused: {outcomes.refused}; started after SIGTERM, closed unanswered: {unanswered} (stored of them:"
+            f" {found.unanswered_notifications} notifications, {found.unanswered_batches} additions);"
+            f" ready while draining: {outcomes.ready_statuses}"
         )
         log = server.log()
         assert exit_code == 0, log
+        # Nothing in flight at SIGTERM was cut: every request started before it got a full response.
         assert outcomes.cut == [], log
         # Readiness turned 503 before the server stopped accepting, and the load balancer saw it.
         assert 503 in outcomes.ready_statuses, outcomes.ready_statuses
@@ -215,12 +252,14 @@ class TestGracefulShutdown:
         # Requests were in flight at SIGTERM, additions among them, and finished after it.
         assert outcomes.in_flight_at_sigterm >= ADDERS
         assert acknowledged_after[1] >= 1, log
-        # Everything acknowledged is stored.
-        assert notifications == len(outcomes.acknowledged_ids)
-        assert (add_batches, add_sums) == (len(outcomes.acknowledged_batches), ADD_PAIRS * add_batches)
+        # Everything acknowledged is stored, and nothing of a request closed without an answer.
+        assert found.notifications == len(outcomes.acknowledged_ids)
+        assert found.add_batches == len(outcomes.acknowledged_batches)
+        assert found.add_sums == ADD_PAIRS * found.add_batches
+        assert (found.unanswered_notifications, found.unanswered_batches) == (0, 0)
         # The delivery worker stopped after the HTTP workers, releasing whatever it held.
         assert survivors(delivery, timeout=0) == []
-        assert held == 0
+        assert found.held == 0
 
 
 class TestStartUp:
