@@ -2,10 +2,10 @@
 
 import os
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Literal, cast
 
 from fastapi import Depends, Request
-from pydantic import AfterValidator, BeforeValidator, Field, HttpUrl, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, HttpUrl, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -59,6 +59,21 @@ class Settings(BaseSettings):
     )
     embedded_data_dir: Path = Field(
         default=Path(".data/postgres"), description="Data directory of the embedded PostgreSQL."
+    )
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="development or production; production refuses to start without DATABASE_URL.",
+    )
+    migrate_on_start: bool = Field(
+        default=True, description="Migrate to head at start-up; false where a release job migrates."
+    )
+    shutdown_timeout_s: float = Field(
+        default=30.0, ge=0, description="Seconds in-flight requests may finish after SIGTERM before they are cut."
+    )
+    shutdown_drain_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds after SIGTERM that the server keeps accepting while /status/ready answers 503.",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -115,6 +130,19 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
+    def check_production_database(self) -> "Settings":
+        """Refuse to fall back to the embedded database in production.
+
+        Raises:
+            ValueError: When ENVIRONMENT=production and DATABASE_URL is unset.
+        """
+        if self.environment == "production" and self.database_url is None:
+            raise ValueError(
+                "DATABASE_URL must be set when ENVIRONMENT=production (the embedded PostgreSQL is for development only)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def check_mock_delays(self) -> "Settings":
         """Refuse a mock delay range whose minimum exceeds its maximum.
 
@@ -138,6 +166,22 @@ class Settings(BaseSettings):
                 f" (LIMIT_PREDICT_AGENTS_MAX = {LIMITS.predict_agents_max} rows), or such a request gets 503 for ever"
             )
         return self
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning a configuration error into a one-line exit.
+
+    Returns:
+        The settings.
+
+    Raises:
+        SystemExit: With the validation message (status 1) when the configuration is invalid,
+            for example ENVIRONMENT=production without DATABASE_URL.
+    """
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SystemExit(f"fastapi1: invalid configuration: {error}") from None
 
 
 class Limits(BaseSettings):

@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-import uvicorn
 from gunicorn.app.base import BaseApplication
 
-from fastapi1.config import DeliverySettings, Settings
+from fastapi1.config import DeliverySettings, Settings, load_settings
 from fastapi1.db.embedded import embedded_postgres
 from fastapi1.db.migrate import upgrade_to_head
+from fastapi1.shutdown import DrainingServer, gunicorn_graceful_timeout, uvicorn_config
 
 logger = logging.getLogger("fastapi1")
 
@@ -39,9 +39,10 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         self.options: dict[str, Any] = {
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
-            "worker_class": "uvicorn_worker.UvicornWorker",
+            "worker_class": "fastapi1.shutdown.DrainingUvicornWorker",
             "logconfig": str(settings.log_config),
-            "graceful_timeout": 10,
+            # Drain, requests in flight, lifespan shutdown: the workers are killed only after that.
+            "graceful_timeout": gunicorn_graceful_timeout(settings),
             "timeout": 60,
             "keepalive": 5,
             # gunicorn >= 25.1 listens on ~/.gunicorn/gunicorn.ctl by default, one path per
@@ -77,15 +78,7 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         GunicornServer(settings).run()
         return
-    uvicorn.run(
-        "fastapi1.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        log_config=str(settings.log_config),
-    )
+    DrainingServer(uvicorn_config(settings), settings.shutdown_drain_s).run()
 
 
 def exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -154,7 +147,7 @@ def main() -> None:
     """Resolve the database, migrate it, and serve."""
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop_signal, exit_cleanly)
-    settings = Settings()
+    settings = load_settings()
     logging.config.fileConfig(settings.log_config, disable_existing_loggers=False)
     with contextlib.ExitStack() as stack:
         if settings.database_url is None:
@@ -163,11 +156,14 @@ def main() -> None:
             os.environ["DATABASE_URL"] = url
             settings = Settings()
         assert settings.database_url is not None
-        upgrade_to_head(settings.database_url)
+        if settings.migrate_on_start:
+            upgrade_to_head(settings.database_url)
+        else:
+            logger.info("MIGRATE_ON_START=false: not migrating (a release job runs python -m fastapi1.db.migrate)")
         delivery = DeliverySettings()
         stack.enter_context(delivery_workers(delivery))
         logger.info(
-            "Database at head; serving on http://%s:%d with %d worker(s) and %d delivery worker(s)",
+            "Serving on http://%s:%d with %d worker(s) and %d delivery worker(s)",
             settings.host,
             settings.port,
             settings.workers,

@@ -5,6 +5,7 @@ import contextlib
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -12,6 +13,7 @@ import fastapi1.models  # noqa: F401  (registers every table on Base.metadata)
 from fastapi1.config import Settings
 from fastapi1.db.base import Base
 from fastapi1.db.embedded import embedded_postgres
+from fastapi1.db.migrate import MIGRATION_LOCK_KEY
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -21,9 +23,16 @@ target_metadata = Base.metadata
 
 
 def run_migrations(connection: Connection) -> None:
-    """Run the migrations on an open connection, in one transaction."""
+    """Run the migrations on an open connection, in one transaction, one migrator at a time.
+
+    The transaction first takes the advisory lock ``MIGRATION_LOCK_KEY``: replicas that start
+    together queue on it, and each reads the schema's revision only once it holds the lock,
+    so the first migrates and the others find the schema at head. The lock ends with the
+    transaction.
+    """
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 

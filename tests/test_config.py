@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from fastapi1.config import LIMITS, Settings
+from fastapi1.shutdown import LIFESPAN_SHUTDOWN_S, gunicorn_graceful_timeout, shutdown_timeout
 
 
 class TestDatabaseUrl:
@@ -93,3 +94,44 @@ class TestPredictionSettings:
         with pytest.raises(ValidationError, match=rf"BATCH_MAX_QUEUE \({LIMITS.predict_agents_max - 1}\) must hold"):
             Settings(batch_max_queue=LIMITS.predict_agents_max - 1)
         assert Settings(batch_max_queue=LIMITS.predict_agents_max).batch_max_queue == LIMITS.predict_agents_max
+
+
+class TestEnvironment:
+    def test_development_is_the_default_and_may_use_the_embedded_database(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name in ("ENVIRONMENT", "DATABASE_URL", "MIGRATE_ON_START"):
+            monkeypatch.delenv(name, raising=False)
+        settings = Settings()
+        assert (settings.environment, settings.database_url, settings.migrate_on_start) == ("development", None, True)
+
+    def test_production_without_database_url_is_an_error_naming_it(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("DATABASE_URL", raising=False)
+        monkeypatch.setenv("ENVIRONMENT", "production")
+        with pytest.raises(ValidationError, match="DATABASE_URL must be set when ENVIRONMENT=production"):
+            Settings()
+
+    def test_production_with_database_url_is_accepted(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("ENVIRONMENT", "production")
+        monkeypatch.setenv("DATABASE_URL", "postgres://a@h/db")
+        monkeypatch.setenv("MIGRATE_ON_START", "false")
+        settings = Settings()
+        assert (settings.environment, settings.migrate_on_start) == ("production", False)
+
+    def test_an_unknown_environment_is_rejected(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("ENVIRONMENT", "staging")
+        with pytest.raises(ValidationError, match="environment"):
+            Settings()
+
+
+class TestShutdownSettings:
+    def test_defaults(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("SHUTDOWN_TIMEOUT_S", "SHUTDOWN_DRAIN_S"):
+            monkeypatch.delenv(name, raising=False)
+        settings = Settings()
+        assert (settings.shutdown_timeout_s, settings.shutdown_drain_s) == (30.0, 0.0)
+
+    def test_gunicorn_waits_for_the_drain_the_requests_and_the_lifespan(self) -> None:
+        settings = Settings(shutdown_timeout_s=30, shutdown_drain_s=4.5)
+        assert shutdown_timeout(Settings(shutdown_timeout_s=2.5)) == 3
+        assert gunicorn_graceful_timeout(settings) == 5 + 30 + LIFESPAN_SHUTDOWN_S  # whole seconds, rounded up

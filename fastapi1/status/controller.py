@@ -4,12 +4,13 @@ import asyncio
 
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database
+from fastapi1.draining import is_draining
 from fastapi1.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
 from fastapi1.status.schemas import Readiness
 
 
 async def check_readiness(database: Database, settings: Settings) -> Readiness:
-    """Ping the database within the ready timeout of the settings.
+    """Not ready while draining; otherwise ping the database within the ready timeout of the settings.
 
     Args:
         database: The database handle.
@@ -19,8 +20,11 @@ async def check_readiness(database: Database, settings: Settings) -> Readiness:
         The readiness report.
 
     Raises:
-        ServiceUnavailable: When the database does not answer in time.
+        ServiceUnavailable: When the process is shutting down (SIGTERM), or the database does
+            not answer in time.
     """
+    if is_draining():
+        raise ServiceUnavailable("Shutting down")
     try:
         async with asyncio.timeout(settings.ready_timeout):
             await database.ping()

@@ -23,7 +23,7 @@ async def heartbeat() -> Response:
     responses=responses(ServiceUnavailable),
 )
 async def ready(database: DatabaseDep, settings: SettingsDep) -> Readiness:
-    """Answer 200 when the database answers within the ready timeout, else 503.
+    """Answer 200 when the database answers within the ready timeout, else 503 (and 503 once SIGTERM arrived).
 
     Args:
         database: The database handle.

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 import uvloop
 
 from fastapi1.broker.connection import Broker, open_broker
-from fastapi1.config import DeliverySettings, Settings
+from fastapi1.config import DeliverySettings, Settings, load_settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
 from fastapi1.db.listen import asyncpg_dsn, listen
@@ -166,6 +166,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m fastapi1.worker", description=__doc__)
     parser.add_argument("--parent-fd", type=int, help="stop when this pipe's write end closes (set by fastapi1.serve)")
     arguments = parser.parse_args(argv)
-    settings = Settings()
+    settings = load_settings()
     logging.config.fileConfig(settings.log_config, disable_existing_loggers=False)
     uvloop.run(run(settings, DeliverySettings(), arguments.parent_fd))

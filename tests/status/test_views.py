@@ -9,6 +9,7 @@ from httpx import ASGITransport, AsyncClient
 
 from fastapi1.app import create_app
 from fastapi1.config import Settings
+from fastapi1.draining import reset_draining, start_draining
 from tests.proxy import TcpProxy
 
 
@@ -54,6 +55,19 @@ class TestReady:
         response = await client.get("/status/ready")
         assert response.status_code == 200
         assert response.json() == {"database": "ok"}
+
+    async def test_ready_is_503_while_the_process_drains_and_the_heartbeat_still_answers(
+        self, client: AsyncClient
+    ) -> None:
+        start_draining()
+        try:
+            ready = await client.get("/status/ready")
+            heartbeat = await client.get("/status/heartbeat")
+        finally:
+            reset_draining()
+        assert (ready.status_code, ready.json()) == (503, {"detail": "Shutting down"})
+        assert heartbeat.status_code == 204
+        assert (await client.get("/status/ready")).status_code == 200
 
     async def test_ready_is_503_within_two_seconds_when_the_port_is_closed(self, settings: Settings) -> None:
         closed = settings.model_copy(update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/postgres"})
