@@ -39,9 +39,6 @@ KUBERNETES_VERSION = "1.33.0"
 # Settings the chart, compose and the image set that are being added by branches not merged yet
 # (graceful shutdown and production start-up). Once fastapi1/config.py has them they are checked
 # like every other name; then delete them here.
-PENDING_SETTINGS = frozenset({"ENVIRONMENT", "MIGRATE_ON_START", "SHUTDOWN_TIMEOUT_S"})
-
-
 def load_script(name: str) -> ModuleType:
     """Import a module of scripts/ by path (scripts/ is not a package).
 
@@ -159,7 +156,7 @@ class TestHelmChart:
     @VALUES
     def test_every_configmap_key_is_a_setting_of_fastapi1_config(self, values_file: Path | None) -> None:
         configmap = find(render(values_file), "ConfigMap")
-        unknown = set(configmap["data"]) - setting_names() - PENDING_SETTINGS
+        unknown = set(configmap["data"]) - setting_names()
         assert not unknown, f"not fields of fastapi1/config.py: {sorted(unknown)}"
         assert configmap["data"]["WORKER_PROCESSES"] == "0"
         assert configmap["data"]["MIGRATE_ON_START"] == "false"
@@ -408,7 +405,7 @@ class TestCompose:
     def test_every_variable_given_to_fastapi1_is_a_setting(self) -> None:
         services = yaml.safe_load(COMPOSE.read_text())["services"]
         for name in ("migrate", "mock-backend", "api", "worker"):
-            unknown = set(services[name]["environment"]) - setting_names() - PENDING_SETTINGS
+            unknown = set(services[name]["environment"]) - setting_names()
             assert not unknown, f"{name}: {sorted(unknown)}"
 
 
@@ -428,7 +425,7 @@ class TestImage:
         assert "healthcheck.py" in final
         assert 'ENTRYPOINT ["/app/entrypoint.sh"]' in final
         env = set(re.findall(r"^\s+(\w+)=", final, re.MULTILINE))
-        assert env - {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PATH"} <= setting_names() | PENDING_SETTINGS
+        assert env - {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "PATH"} <= setting_names()
         assert "ENVIRONMENT=production" in final
         assert "WORKER_PROCESSES=0" in final
 
