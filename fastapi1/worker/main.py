@@ -16,10 +16,12 @@ from collections.abc import Callable
 
 import uvloop
 
+from fastapi1.broker.connection import open_broker
 from fastapi1.config import DeliverySettings, Settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
 from fastapi1.db.listen import asyncpg_dsn, listen
+from fastapi1.delivery.brokered import BrokeredRelay
 from fastapi1.delivery.controller import Relay
 from fastapi1.delivery.providers import Providers, configured_providers
 from fastapi1.notifications.dao import CREATED_CHANNEL
@@ -92,8 +94,9 @@ async def run(
     """Run the worker until a stop signal.
 
     Args:
-        settings: Database settings (the embedded PostgreSQL when ``DATABASE_URL`` is unset), and the
-            backend and batching settings of prediction jobs.
+        settings: Database settings (the embedded PostgreSQL when ``DATABASE_URL`` is unset), the broker
+            (delivery goes through it when ``BROKER_URL`` is set), and the backend and batching settings
+            of prediction jobs.
         delivery: The worker's settings.
         parent_fd: See :func:`stop_on_parent_exit`; None when the worker runs on its own.
         providers: Where messages go; the configured ones when None.
@@ -106,7 +109,13 @@ async def run(
         database = Database.connect(url, None, settings)
         stack.push_async_callback(database.dispose)
         gateway = await stack.enter_async_context(open_gateway(settings))
-        relay = Relay(database, delivery, providers or configured_providers(delivery))
+        providers = providers or configured_providers(delivery)
+        relay: Relay
+        if settings.broker_url is None:
+            relay = Relay(database, delivery, providers)
+        else:
+            broker = await stack.enter_async_context(open_broker(settings))
+            relay = BrokeredRelay(database, delivery, providers, broker, settings.broker_prefetch)
         jobs = JobRelay(database, delivery, gateway)
 
         def stop() -> None:
@@ -117,7 +126,8 @@ async def run(
             loop.add_signal_handler(stop_signal, stop)
         if parent_fd is not None:
             stop_on_parent_exit(loop, parent_fd, stop)
-        logger.info("Worker delivering (concurrency %d)", delivery.delivery_concurrency)
+        via = "through the broker" if settings.broker_url is not None else "directly"
+        logger.info("Worker delivering %s (concurrency %d)", via, delivery.delivery_concurrency)
         logger.info("Worker predicting (concurrency %d)", delivery.prediction_concurrency)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(deliver_until_stopped(relay, url))
