@@ -149,6 +149,7 @@ class BrokeredRelay(Relay):
         # the lease) its outcome is recorded before the take's lease runs out.
         self.slot_wait_s = self.deadline_s / 2
         self.consumer: Consumer | None = None
+        self.processing: set[asyncio.Task[None]] = set()  # messages' work, outliving a dropped channel
 
     async def run(self) -> None:
         """Consume and publish until :meth:`stop`; then let handlers finish (up to the timeout) and release."""
@@ -161,6 +162,9 @@ class BrokeredRelay(Relay):
             # A handler cancelled here leaves its message unacked: redelivered, it takes nothing
             # (the rows released below are due again, for a relay to publish afresh).
             await self.consumer.stop(self.shutdown_timeout_s)
+            for work in list(self.processing):
+                work.cancel()
+            await asyncio.gather(*self.processing, return_exceptions=True)
             await self.release()
 
     async def claim(self, tasks: asyncio.TaskGroup) -> bool:
@@ -207,6 +211,21 @@ class BrokeredRelay(Relay):
             Poison: When the message is not a delivery batch.
         """
         batch = Batch.decode(message.body)
+        # The channel cancels its handlers when the connection drops; the work must not stop
+        # there (a send cut off before its outcome is recorded would be sent again after the
+        # lease). It runs as a task of the relay: it commits, the ack fails, the broker delivers
+        # the message again, and the take finds nothing left to take.
+        work = asyncio.create_task(self.process(batch))
+        self.processing.add(work)
+        work.add_done_callback(self.processing.discard)
+        await asyncio.shield(work)
+
+    async def process(self, batch: Batch) -> None:
+        """Take, deliver and record a message's batch.
+
+        Args:
+            batch: The message.
+        """
         reserved = Reservation(self.slots, min(len(batch.ids), self.slots.total))
         await reserved.acquire()
         try:

@@ -296,3 +296,35 @@ class TestConsuming:
             rows = await wait_final(database, ids)
         assert {row["status"] for row in rows.values()} == {"delivered"}
         assert peak == 7  # every slot used, none more
+
+
+class TestCutConnection:
+    async def test_a_send_in_flight_when_the_connection_drops_finishes_and_is_not_sent_again(
+        self, api: AsyncClient, database: Database, broker_settings: Settings, run_brokered: RunBrokered
+    ) -> None:
+        url = broker_settings.broker_url
+        assert url is not None
+        provider = RecordingProvider(delay_s=1.0)
+        async with TcpProxy.to_address("127.0.0.1", 5672) as proxy:
+            proxied = url.get_secret_value().replace("127.0.0.1:5672", f"127.0.0.1:{proxy.port}")
+            settings = broker_settings.model_copy(update={"broker_url": SecretStr(proxied)})
+            async with run_brokered(provider.providers(), settings=settings, delivery_lease_s=3.0):
+                ids = await create(api, [f"user{index}@example.com" for index in range(10)])
+                await wait_until(lambda: sent(provider, 10), within=10)
+                # Every send is in flight; the channel that delivered the message goes away and
+                # cancels its handler. The work goes on, commits, and the ack is what is lost.
+                await proxy.stop()
+                await asyncio.sleep(1.5)
+                await proxy.start()
+                rows = await wait_final(database, ids)
+                await asyncio.sleep(4)  # past the lease: nothing stranded comes back
+        assert {(row["status"], row["attempts"]) for row in (await statuses(database, ids)).values()} == {
+            ("delivered", 1)
+        }
+        assert rows == await statuses(database, ids)
+        assert set(provider.sends.values()) == {1}
+
+
+async def sent(provider: RecordingProvider, count: int) -> bool:
+    return len(provider.sends) >= count
+
