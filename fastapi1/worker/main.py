@@ -88,6 +88,31 @@ def stop_on_parent_exit(loop: asyncio.AbstractEventLoop, parent_fd: int, stop: C
     loop.add_reader(parent_fd, parent_gone)
 
 
+async def delivery_relay(
+    stack: contextlib.AsyncExitStack,
+    database: Database,
+    settings: Settings,
+    delivery: DeliverySettings,
+    providers: Providers,
+) -> Relay:
+    """The delivery relay: through the broker when ``BROKER_URL`` is set (opened here, closed by ``stack``).
+
+    Args:
+        stack: Owns the broker connection.
+        database: Where the outbox is.
+        settings: The broker's settings.
+        delivery: The relay's settings.
+        providers: Where messages go.
+
+    Returns:
+        The relay, not yet running.
+    """
+    if settings.broker_url is None:
+        return Relay(database, delivery, providers)
+    broker = await stack.enter_async_context(open_broker(settings))
+    return BrokeredRelay(database, delivery, providers, broker, settings.broker_prefetch)
+
+
 async def run(
     settings: Settings, delivery: DeliverySettings, parent_fd: int | None = None, providers: Providers | None = None
 ) -> None:
@@ -109,13 +134,7 @@ async def run(
         database = Database.connect(url, None, settings)
         stack.push_async_callback(database.dispose)
         gateway = await stack.enter_async_context(open_gateway(settings))
-        providers = providers or configured_providers(delivery)
-        relay: Relay
-        if settings.broker_url is None:
-            relay = Relay(database, delivery, providers)
-        else:
-            broker = await stack.enter_async_context(open_broker(settings))
-            relay = BrokeredRelay(database, delivery, providers, broker, settings.broker_prefetch)
+        relay = await delivery_relay(stack, database, settings, delivery, providers or configured_providers(delivery))
         jobs = JobRelay(database, delivery, gateway)
 
         def stop() -> None:

@@ -14,9 +14,9 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 
 from fastapi1.app import create_app
+from fastapi1.broker.connection import open_broker
 from fastapi1.config import DeliverySettings, Settings
 from fastapi1.db.engine import Database
-from fastapi1.broker.connection import open_broker
 from fastapi1.delivery.brokered import BrokeredRelay
 from fastapi1.delivery.controller import Relay
 from fastapi1.delivery.providers import Message, Providers, Simulator

@@ -327,4 +327,3 @@ class TestCutConnection:
 
 async def sent(provider: RecordingProvider, count: int) -> bool:
     return len(provider.sends) >= count
-
