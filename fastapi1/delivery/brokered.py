@@ -6,7 +6,7 @@ broker's confirm and only then marks the rows ``sending`` under a lease and comm
 between the publish and the commit leaves the rows as they were: they are published again.
 
 The consumer side (every worker process) takes the rows a message names with a compare-and-swap
-(still ``sending``, exactly that attempt; the take bumps the attempt), delivers them with the
+(still pending with exactly that attempt; the take bumps the attempt), delivers them with the
 providers, records the outcomes with the guarded transitions, commits, and only then returns, so
 that the broker core acks. A duplicate message, or one redelivered after its rows moved on,
 takes nothing. A retry goes back through the outbox: the row falls due and is published again.

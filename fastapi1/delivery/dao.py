@@ -143,17 +143,23 @@ MARK_PUBLISHED = (
     .values(status=SENDING, updated_at=func.now(), next_attempt_at=func.now() + bindparam("lease", type_=Interval()))
 )
 _batch = unnest("batch", taken_ids=Uuid(), taken_attempts=Integer())
-# The consumer's compare-and-swap: a row is taken only while it is still sending for exactly the
-# attempt the message names; taking it bumps the attempt, so a duplicate message, or one
-# redelivered after the row moved on (taken, retried, final), takes nothing.
+# The consumer's compare-and-swap: a row is taken only while it is still pending with exactly
+# the attempt the message names; taking it bumps the attempt, so a duplicate message, or one
+# redelivered after the row moved on (taken, retried, final), takes nothing. ``created`` is
+# accepted too: a message can arrive before its relay committed, and under READ COMMITTED a row
+# whose snapshot fails the WHERE is skipped without waiting for its lock, so requiring
+# ``sending`` would take nothing and leave the rows to their lease. Accepting the snapshot's
+# ``created`` makes the UPDATE wait for the relay's lock and recheck the committed row; if the
+# relay rolled back, the row is due anyway and taking it is what its next publish would do.
 _taken = (
     update(notifications)
     .where(
         notifications.c.id == _batch.c.taken_ids,
-        notifications.c.status == literal_column(f"'{SENDING}'", String()),
+        notifications.c.status.in_(constants(*sources(SENDING))),
         notifications.c.attempts == _batch.c.taken_attempts,
     )
     .values(
+        status=SENDING,
         attempts=notifications.c.attempts + 1,
         sent_at=func.coalesce(notifications.c.sent_at, func.now()),
         updated_at=func.now(),
@@ -262,7 +268,7 @@ async def mark_published(session: AsyncSession, ids: list[uuid.UUID], lease: tim
 async def take(
     session: AsyncSession, ids: list[uuid.UUID], attempts: list[int], lease: timedelta
 ) -> Sequence[Row[tuple[object, ...]]]:
-    """Take the notifications a message names that are still ``sending`` for exactly its attempt.
+    """Take the notifications a message names that are still pending with exactly its attempt.
 
     Args:
         session: A write session; the take holds once its transaction commits.

@@ -7,12 +7,14 @@ confirmed; consumers take rows with a compare-and-swap on the attempt, so duplic
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from httpx import AsyncClient
 from pydantic import SecretStr
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.broker.connection import Broker, open_broker
 from fastapi1.config import Settings
@@ -236,6 +238,21 @@ class TestConsuming:
         assert {(row["status"], row["attempts"]) for row in rows.values()} == {("delivered", 1)}
         assert await statuses(database, ids) == rows  # the late one changed nothing, not even a timestamp
         assert len(provider.sends) == 5
+        assert set(provider.sends.values()) == {1}
+
+    async def test_a_message_consumed_before_its_relay_commits_is_taken_once_the_commit_lands(
+        self, api: AsyncClient, database: Database, run_brokered: RunBrokered
+    ) -> None:
+        class SlowCommit(BrokeredRelay):
+            async def publish(self, session: AsyncSession, rows: Sequence[Row[tuple[uuid.UUID, int]]]) -> None:
+                await super().publish(session, rows)
+                await asyncio.sleep(0.5)  # confirmed and marked, not committed: the consumer has the message
+
+        provider = RecordingProvider()
+        async with run_brokered(provider.providers(), relay_class=SlowCommit, delivery_lease_s=60.0):
+            ids = await create(api, [f"user{index}@example.com" for index in range(20)])
+            rows = await wait_final(database, ids, within=10)  # not after the 60 s lease
+        assert {(row["status"], row["attempts"]) for row in rows.values()} == {("delivered", 1)}
         assert set(provider.sends.values()) == {1}
 
     async def test_a_message_that_is_not_a_batch_goes_to_the_dead_letter_queue(
