@@ -161,10 +161,14 @@ class BrokeredRelay(Relay):
         finally:
             # A handler cancelled here leaves its message unacked: redelivered, it takes nothing
             # (the rows released below are due again, for a relay to publish afresh).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.shutdown_timeout_s
             await self.consumer.stop(self.shutdown_timeout_s)
-            for work in list(self.processing):
-                work.cancel()
-            await asyncio.gather(*self.processing, return_exceptions=True)
+            if self.processing:  # work whose handler a dropped channel cancelled: the rest of the time
+                _, unfinished = await asyncio.wait(set(self.processing), timeout=max(0.0, deadline - loop.time()))
+                for work in unfinished:
+                    work.cancel()
+                await asyncio.gather(*unfinished, return_exceptions=True)
             await self.release()
 
     async def claim(self, tasks: asyncio.TaskGroup) -> bool:

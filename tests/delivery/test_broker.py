@@ -315,6 +315,37 @@ class TestConsuming:
         assert peak == 7  # every slot used, none more
 
 
+async def taken(database: Database, ids: list[str]) -> bool:
+    return all(row["attempts"] == 1 for row in (await statuses(database, ids)).values())
+
+
+class TestShutdown:
+    async def test_deliveries_in_flight_finish_before_the_relay_stops(
+        self, api: AsyncClient, database: Database, run_brokered: RunBrokered
+    ) -> None:
+        provider = RecordingProvider(delay_s=0.5)
+        async with run_brokered(provider.providers()) as relay:
+            ids = await create(api, [f"user{index}@example.com" for index in range(10)])
+            await wait_until(lambda: taken(database, ids), within=10)
+            relay.stop()
+        assert {row["status"] for row in (await statuses(database, ids)).values()} == {"delivered"}
+
+    async def test_deliveries_past_the_shutdown_timeout_are_released_for_other_workers(
+        self, api: AsyncClient, database: Database, run_brokered: RunBrokered
+    ) -> None:
+        async with run_brokered(
+            RecordingProvider(delay_s=30).providers(), delivery_shutdown_timeout_s=0.2, delivery_lease_s=300
+        ) as relay:
+            ids = await create(api, ["someone@example.com", "+447700900123"])
+            await wait_until(lambda: taken(database, ids), within=10)
+            relay.stop()
+        rows = await statuses(database, ids)
+        assert all(row["status"] == "sending" and row["attempts"] == 1 for row in rows.values())
+        async with run_brokered(RecordingProvider().providers()):
+            rows = await wait_final(database, ids, within=10)  # released: not after the 300 s lease
+        assert all((row["status"], row["attempts"]) == ("delivered", 2) for row in rows.values())
+
+
 class TestCutConnection:
     async def test_a_send_in_flight_when_the_connection_drops_finishes_and_is_not_sent_again(
         self, api: AsyncClient, database: Database, broker_settings: Settings, run_brokered: RunBrokered
