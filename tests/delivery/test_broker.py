@@ -148,6 +148,7 @@ class TestPublishing:
         watching = Watching(broker.connection, broker.channel, broker.settings)
         async with publisher(database, watching) as relay:
             await publish_all(relay)
+        broker.declared |= watching.declared  # deleted by the fixture
         assert seen_during_publish == [{"created"}]
         assert {row["status"] for row in (await statuses(database, ids)).values()} == {"sending"}
 
