@@ -12,10 +12,12 @@ from datetime import timedelta
 from typing import cast
 
 from sqlalchemy import (
+    CTE,
     Float,
     Integer,
     Interval,
     Row,
+    Select,
     String,
     Uuid,
     bindparam,
@@ -83,27 +85,90 @@ _claimed = (
     .returning(notifications.c.id, notifications.c.to, notifications.c.template_id, notifications.c.attempts)
     .cte("claimed")
 )
-_personalization = (
-    select(
-        func.array_agg(personalizations.c.key).label("personalization_keys"),
-        func.array_agg(personalizations.c.value).label("personalization_values"),
+
+
+def with_content(claimed: CTE) -> Select[tuple[object, ...]]:
+    """The rows an UPDATE ... RETURNING claimed, with what delivery needs: template and personalization.
+
+    Args:
+        claimed: A CTE returning ``id``, ``to``, ``template_id`` and ``attempts`` of notifications.
+
+    Returns:
+        The select, one round trip with the UPDATE.
+    """
+    personalization = (
+        select(
+            func.array_agg(personalizations.c.key).label("personalization_keys"),
+            func.array_agg(personalizations.c.value).label("personalization_values"),
+        )
+        .where(personalizations.c.notification_id == claimed.c.id)
+        .lateral("personalization")
     )
-    .where(personalizations.c.notification_id == _claimed.c.id)
-    .lateral("personalization")
-)
+    return (
+        select(
+            claimed,
+            templates.c.subject,
+            templates.c.content,
+            personalization.c.personalization_keys,
+            personalization.c.personalization_values,
+        )
+        .select_from(claimed)
+        .outerjoin(templates, templates.c.id == claimed.c.template_id)
+        .join(personalization, literal_column("true"))
+    )
+
+
 # One round trip: claim (mark sending, start the lease) and read what delivery needs.
-CLAIM = (
-    select(
-        _claimed,
-        templates.c.subject,
-        templates.c.content,
-        _personalization.c.personalization_keys,
-        _personalization.c.personalization_values,
-    )
-    .select_from(_claimed)
-    .outerjoin(templates, templates.c.id == _claimed.c.template_id)
-    .join(_personalization, literal_column("true"))
+CLAIM = with_content(_claimed)
+
+# With a broker, the relay's claim is in two steps inside one transaction: lock the due rows
+# (the same scan as _claimable), publish them, and only once the broker confirmed mark them
+# published. The attempt number is not bumped here: the consumer's take bumps it.
+LOCK_DUE = (
+    select(notifications.c.id, notifications.c.attempts)
+    .where(notifications.c.status.in_(constants(*sources(SENDING))), notifications.c.next_attempt_at <= func.now())
+    .order_by(notifications.c.next_attempt_at)
+    .limit(bindparam("limit", type_=Integer()))
+    .with_for_update(skip_locked=True)
 )
+_published = unnest("published", published_ids=Uuid())
+# Published: sending, under a lease; a row whose message is lost (or whose consumer dies) is
+# due again when the lease runs out, and published again.
+MARK_PUBLISHED = (
+    update(notifications)
+    .where(
+        notifications.c.id == _published.c.published_ids,
+        notifications.c.status.in_(constants(*sources(SENDING))),
+    )
+    .values(status=SENDING, updated_at=func.now(), next_attempt_at=func.now() + bindparam("lease", type_=Interval()))
+)
+_batch = unnest("batch", taken_ids=Uuid(), taken_attempts=Integer())
+# The consumer's compare-and-swap: a row is taken only while it is still pending with exactly
+# the attempt the message names; taking it bumps the attempt, so a duplicate message, or one
+# redelivered after the row moved on (taken, retried, final), takes nothing. ``created`` is
+# accepted too: a message can arrive before its relay committed, and under READ COMMITTED a row
+# whose snapshot fails the WHERE is skipped without waiting for its lock, so requiring
+# ``sending`` would take nothing and leave the rows to their lease. Accepting the snapshot's
+# ``created`` makes the UPDATE wait for the relay's lock and recheck the committed row; if the
+# relay rolled back, the row is due anyway and taking it is what its next publish would do.
+_taken = (
+    update(notifications)
+    .where(
+        notifications.c.id == _batch.c.taken_ids,
+        notifications.c.status.in_(constants(*sources(SENDING))),
+        notifications.c.attempts == _batch.c.taken_attempts,
+    )
+    .values(
+        status=SENDING,
+        attempts=notifications.c.attempts + 1,
+        sent_at=func.coalesce(notifications.c.sent_at, func.now()),
+        updated_at=func.now(),
+        next_attempt_at=func.now() + bindparam("lease", type_=Interval()),
+    )
+    .returning(notifications.c.id, notifications.c.to, notifications.c.template_id, notifications.c.attempts)
+    .cte("taken")
+)
+TAKE = with_content(_taken)
 
 
 _outcomes = unnest("outcomes", ids=Uuid(), new_statuses=String(), claimed_attempts=Integer(), delays=Float())
@@ -172,6 +237,51 @@ async def claim(session: AsyncSession, limit: int, lease: timedelta) -> Sequence
     """
     connection = await session.connection()
     return (await connection.execute(CLAIM, {"limit": limit, "lease": lease})).all()
+
+
+async def lock_due(session: AsyncSession, limit: int) -> Sequence[Row[tuple[uuid.UUID, int]]]:
+    """Lock up to ``limit`` due notifications for this transaction, skipping rows others hold.
+
+    Args:
+        session: A write session; the rows stay locked until its transaction ends.
+        limit: Most rows to lock.
+
+    Returns:
+        Rows with ``id`` and ``attempts`` (attempts started so far).
+    """
+    connection = await session.connection()
+    return cast(Sequence[Row[tuple[uuid.UUID, int]]], (await connection.execute(LOCK_DUE, {"limit": limit})).all())
+
+
+async def mark_published(session: AsyncSession, ids: list[uuid.UUID], lease: timedelta) -> None:
+    """Mark locked rows published: ``sending``, due again when ``lease`` runs out.
+
+    Args:
+        session: The session that locked them with :func:`lock_due`.
+        ids: The notifications.
+        lease: How long the message may take to be consumed before the rows are published again.
+    """
+    connection = await session.connection()
+    await connection.execute(MARK_PUBLISHED, {"published_ids": ids, "lease": lease})
+
+
+async def take(
+    session: AsyncSession, ids: list[uuid.UUID], attempts: list[int], lease: timedelta
+) -> Sequence[Row[tuple[object, ...]]]:
+    """Take the notifications a message names that are still pending with exactly its attempt.
+
+    Args:
+        session: A write session; the take holds once its transaction commits.
+        ids: The notifications.
+        attempts: For each, the attempts it had when it was published.
+        lease: How long the take holds before the rows are published again.
+
+    Returns:
+        Rows as :func:`claim` returns them, for those taken only.
+    """
+    connection = await session.connection()
+    parameters = {"taken_ids": ids, "taken_attempts": attempts, "lease": lease}
+    return (await connection.execute(TAKE, parameters)).all()
 
 
 async def record(session: AsyncSession, outcomes: Outcomes) -> set[uuid.UUID]:

@@ -21,6 +21,7 @@ from fastapi1.config import DeliverySettings, Settings, load_settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
 from fastapi1.db.listen import asyncpg_dsn, listen
+from fastapi1.delivery.brokered import BrokeredRelay
 from fastapi1.delivery.controller import Relay
 from fastapi1.delivery.providers import Providers, configured_providers
 from fastapi1.notifications.dao import CREATED_CHANNEL
@@ -116,14 +117,39 @@ def stop_on_parent_exit(loop: asyncio.AbstractEventLoop, parent_fd: int, stop: C
     loop.add_reader(parent_fd, parent_gone)
 
 
+def delivery_relay(
+    broker: Broker | None,
+    database: Database,
+    settings: Settings,
+    delivery: DeliverySettings,
+    providers: Providers,
+) -> Relay:
+    """The delivery relay: through the broker when ``BROKER_URL`` is set.
+
+    Args:
+        broker: The worker's broker connection; None without a broker.
+        database: Where the outbox is.
+        settings: The broker's settings.
+        delivery: The relay's settings.
+        providers: Where messages go.
+
+    Returns:
+        The relay, not yet running.
+    """
+    if broker is None:
+        return Relay(database, delivery, providers)
+    return BrokeredRelay(database, delivery, providers, broker, settings.broker_prefetch)
+
+
 async def run(
     settings: Settings, delivery: DeliverySettings, parent_fd: int | None = None, providers: Providers | None = None
 ) -> None:
     """Run the worker until a stop signal.
 
     Args:
-        settings: Database settings (the embedded PostgreSQL when ``DATABASE_URL`` is unset), and the
-            backend and batching settings of prediction jobs.
+        settings: Database settings (the embedded PostgreSQL when ``DATABASE_URL`` is unset), the broker
+            (delivery goes through it when ``BROKER_URL`` is set), and the backend and batching settings
+            of prediction jobs.
         delivery: The worker's settings.
         parent_fd: See :func:`stop_on_parent_exit`; None when the worker runs on its own.
         providers: Where messages go; the configured ones when None.
@@ -138,7 +164,7 @@ async def run(
         broker = await stack.enter_async_context(open_broker(settings)) if settings.broker_url is not None else None
         gateway = await stack.enter_async_context(open_gateway(settings))
         await stack.enter_async_context(answering_predictions(broker, gateway, delivery))
-        relay = Relay(database, delivery, providers or configured_providers(delivery))
+        relay = delivery_relay(broker, database, settings, delivery, providers or configured_providers(delivery))
         jobs = JobRelay(database, delivery, gateway)
 
         def stop() -> None:
@@ -149,7 +175,8 @@ async def run(
             loop.add_signal_handler(stop_signal, stop)
         if parent_fd is not None:
             stop_on_parent_exit(loop, parent_fd, stop)
-        logger.info("Worker delivering (concurrency %d)", delivery.delivery_concurrency)
+        via = "through the broker" if settings.broker_url is not None else "directly"
+        logger.info("Worker delivering %s (concurrency %d)", via, delivery.delivery_concurrency)
         logger.info("Worker predicting (concurrency %d)", delivery.prediction_concurrency)
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(deliver_until_stopped(relay, url))

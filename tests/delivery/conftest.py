@@ -14,8 +14,10 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 
 from fastapi1.app import create_app
+from fastapi1.broker.connection import open_broker
 from fastapi1.config import DeliverySettings, Settings
 from fastapi1.db.engine import Database
+from fastapi1.delivery.brokered import BrokeredRelay
 from fastapi1.delivery.controller import Relay
 from fastapi1.delivery.providers import Message, Providers, Simulator
 from fastapi1.worker.main import deliver_until_stopped
@@ -98,6 +100,56 @@ async def running_relay(
 
 
 RunRelay = Callable[..., contextlib.AbstractAsyncContextManager[Relay]]
+
+
+@contextlib.asynccontextmanager
+async def running_brokered(
+    database_url: str,
+    settings: Settings,
+    delivery: DeliverySettings,
+    providers: Providers,
+    relay_class: type[BrokeredRelay] = BrokeredRelay,
+) -> AsyncIterator[BrokeredRelay]:
+    """A relay through the broker of ``settings``, with its listener, as a worker process runs them.
+
+    Every queue it declared is deleted on exit.
+    """
+    database = Database.connect(database_url, None, settings)
+    async with open_broker(settings) as broker:
+        relay = relay_class(database, delivery, providers, broker, settings.broker_prefetch)
+        task = asyncio.create_task(deliver_until_stopped(relay, database_url))
+        try:
+            yield relay
+        finally:
+            relay.stop()
+            try:
+                await task
+            finally:
+                await asyncio.shield(broker.delete_declared())
+                await database.dispose()
+
+
+RunBrokered = Callable[..., contextlib.AbstractAsyncContextManager[BrokeredRelay]]
+
+
+@pytest.fixture
+def run_brokered(delivery_url: str, broker_settings: Settings) -> RunBrokered:
+    """Start a relay through the broker (a queue prefix of the test's own) on the test's database.
+
+    ``async with run_brokered(providers, **delivery_settings) as relay``; ``settings=`` replaces
+    the broker settings (to go through a proxy, say).
+    """
+
+    def run(
+        providers: Providers,
+        settings: Settings | None = None,
+        relay_class: type[BrokeredRelay] = BrokeredRelay,
+        **overrides: Any,
+    ) -> contextlib.AbstractAsyncContextManager[BrokeredRelay]:
+        delivery = fast_settings(**overrides)
+        return running_brokered(delivery_url, settings or broker_settings, delivery, providers, relay_class)
+
+    return run
 
 
 @pytest.fixture
