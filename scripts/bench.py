@@ -5,11 +5,19 @@ FastHttpUser when wrk is missing) at several connection counts, checks the store
 against the acknowledged notifications, measures two ceilings in the same run (a direct
 asyncpg bulk insert over 4 connections, and heartbeat requests/s), and writes the results
 as JSON and a PNG chart under bench-results/.
+
+``BENCH_ONLY=predict`` (not part of the default run: it needs a minute per client count) runs
+the prediction gateway's closed-loop load instead: scripts/predict_load.py in its own process
+at each of ``BENCH_PREDICT_CLIENTS`` (100,1000,10000) for ``BENCH_PREDICT_SECONDS`` (60), with
+the service's CPU (its whole process tree, by psutil) and its backend calls (from /metrics
+when the service has it, else from its one log line per backend call) measured over the same
+window.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import asyncio
 import contextlib
 import json
@@ -33,11 +41,12 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fastapi1.config import to_async_url  # noqa: E402
+from fastapi1.config import Settings, to_async_url  # noqa: E402
 from fastapi1.db.embedded import embedded_postgres  # noqa: E402
 from fastapi1.db.migrate import upgrade_to_head  # noqa: E402
 
@@ -141,6 +150,7 @@ class Report:
     results: list[Result] = field(default_factory=list)
     ceilings: dict[str, float] = field(default_factory=dict)
     large_add: dict[str, float] = field(default_factory=dict)
+    predict: list[dict[str, Any]] = field(default_factory=list)
 
 
 def notification_items(count: int) -> list[dict[str, Any]]:
@@ -213,11 +223,21 @@ async def count_notifications(url: str) -> int:
         await connection.close()
 
 
+@dataclass
+class Service:
+    """The service under test."""
+
+    base: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
 @contextlib.contextmanager
-def running_service(url: str, workers: int) -> Iterator[str]:
-    """Start ``python -m fastapi1.serve`` and yield its base URL; stop it on exit."""
+def running_service(url: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[Service]:
+    """Start ``python -m fastapi1.serve`` and yield it with its base URL; stop it on exit."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": str(workers)}
+    env.update(extra_env or {})
     log = (RESULTS_DIR / "service.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "fastapi1.serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -232,7 +252,7 @@ def running_service(url: str, workers: int) -> Iterator[str]:
                 if httpx.get(f"{base}/status/heartbeat", timeout=1).status_code == 204:
                     break
             time.sleep(0.2)
-        yield base
+        yield Service(base, process, Path(log.name))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -452,6 +472,165 @@ def scenarios(ids_file: Path) -> list[Scenario]:
     ]
 
 
+# The batcher's line per backend call (fastapi1/predictions/batcher.py): a success, or a failure.
+BACKEND_CALL_LINE = re.compile(rb"Backend call for .*?(?:: (\d+) rows in | \((\d+) rows\) (?:failed|raised))")
+
+
+@dataclass
+class Snapshot:
+    """The service's counters at one instant."""
+
+    at: float
+    cpu_seconds: float
+    calls: float
+    rows: float
+
+
+def tree_cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """User + system CPU seconds of the service's whole process tree (launcher, workers) so far."""
+    total = 0.0
+    root = psutil.Process(process.pid)
+    for member in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = member.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def metric_total(text: str, name: str) -> float | None:
+    """The sum of a Prometheus metric's samples over every label set; None when absent."""
+    values = [float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.MULTILINE)]
+    return sum(values) if values else None
+
+
+def backend_counts(service: Service, log_offset: int) -> tuple[float, float, str] | None:
+    """Backend calls and rows so far from /metrics, when the service exposes them there."""
+    with contextlib.suppress(httpx.HTTPError):
+        response = httpx.get(f"{service.base}/metrics", timeout=10)
+        if response.status_code == 200:
+            calls = metric_total(response.text, "fastapi1_backend_batches_total")
+            rows = metric_total(response.text, "fastapi1_backend_batch_rows_sum")
+            if calls is not None and rows is not None:
+                return calls, rows, "metrics"
+    return None
+
+
+def log_counts(log: Path, start: int) -> tuple[int, int, int]:
+    """Backend calls and rows in the service's log from byte ``start``; and the log's end."""
+    with log.open("rb") as handle:
+        handle.seek(start)
+        text = handle.read()
+    end = start + text.rfind(b"\n") + 1
+    counts = [int(m.group(1) or m.group(2)) for m in BACKEND_CALL_LINE.finditer(text[: end - start])]
+    return len(counts), sum(counts), end
+
+
+def snapshot(service: Service, source: str) -> Snapshot:
+    """CPU and backend counters now (from /metrics, or the log's size to count its lines later)."""
+    now = time.monotonic()
+    cpu = tree_cpu_seconds(service.process)
+    if source == "metrics":
+        counted = backend_counts(service, 0)
+        assert counted is not None
+        return Snapshot(now, cpu, counted[0], counted[1])
+    return Snapshot(now, cpu, 0, service.log.stat().st_size)
+
+
+def run_predict_clients(service: Service, clients: int, options: argparse.Namespace) -> dict[str, Any]:
+    """Run scripts/predict_load.py for one client count and measure the service over its window."""
+    source = "metrics" if backend_counts(service, 0) else "log"
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "predict_load.py"),
+        "--url",
+        service.base,
+        "--clients",
+        str(clients),
+        "--seconds",
+        str(options.predict_seconds),
+        "--warmup",
+        str(options.predict_warmup),
+        "--client",
+        options.predict_client,
+    ]
+    client = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT)
+    assert client.stdout is not None
+    marks: dict[str, Snapshot] = {}
+    summary: dict[str, Any] = {}
+    for line in io.TextIOWrapper(client.stdout):
+        if line.startswith("window "):
+            marks[line.split()[1]] = snapshot(service, source)
+        elif line.startswith("{"):
+            summary = json.loads(line)
+    if client.wait() != 0 or not summary or set(marks) != {"start", "end"}:
+        raise RuntimeError(f"predict_load.py with {clients} clients failed (exit {client.returncode})")
+    start, end = marks["start"], marks["end"]
+    if source == "metrics":
+        calls, rows = end.calls - start.calls, end.rows - start.rows
+    else:
+        calls, rows, _ = log_counts(service.log, int(start.rows))
+        calls_after, rows_after, _ = log_counts(service.log, int(end.rows))
+        calls, rows = calls - calls_after, rows - rows_after
+    max_size = int(os.environ.get("BATCH_MAX_SIZE") or Settings.model_fields["batch_max_size"].default)
+    defaults = Settings.model_fields
+    bound = (
+        float(os.environ.get("BACKEND_DELAY_MAX_S") or defaults["backend_delay_max_s"].default)
+        + float(os.environ.get("BATCH_MAX_WAIT_MS") or defaults["batch_max_wait_ms"].default) / 1000
+        + 0.25
+    )
+    wall = end.at - start.at
+    summary.update(
+        backend_calls=calls,
+        backend_rows=rows,
+        backend_counted_from=source,
+        rows_per_call=rows / calls if calls else 0.0,
+        batch_fill=rows / calls / max_size if calls else 0.0,
+        calls_unbatched=rows,
+        calls_saved_ratio=rows / calls if calls else 0.0,
+        service_cpu_cores=(end.cpu_seconds - start.cpu_seconds) / wall,
+        client_cpu_cores=summary["client_cpu_seconds"] / summary["client_wall_seconds"],
+        window_seconds=wall,
+        p99_bound_s=bound,
+        p99_within_bound=summary["p99_s"] <= bound,
+    )
+    return summary
+
+
+def drive_predict(report: Report, service: Service, options: argparse.Namespace) -> None:
+    """The predict scenario at every client count."""
+    for clients in (int(n) for n in options.predict_clients.split(",")):
+        result = run_predict_clients(service, clients, options)
+        report.predict.append(result)
+        print(
+            f"  predict        N={clients:<6} {result['requests_per_second']:7.1f} req/s "
+            f"p50 {result['p50_s']:.2f} s p99 {result['p99_s']:.2f} s errors {result['errors'] or 0} "
+            f"calls {result['backend_calls']:.0f} fill {100 * result['batch_fill']:.0f}% "
+            f"CPU {result['service_cpu_cores']:.2f} cores"
+        )
+        time.sleep(8)  # the last requests' backend calls (3-7 s) finish before the next count starts
+
+
+def print_predict_table(report: Report) -> None:
+    """The predict scenario's results as a table."""
+    print(
+        f"\n{'clients':>8} {'req/s':>7} {'p50 s':>6} {'p99 s':>6} {'bound':>6} {'errors':>14} {'calls':>6} "
+        f"{'rows/call':>9} {'fill':>5} {'saved':>7} {'svc CPU':>8} {'client CPU':>10}"
+    )
+    for r in report.predict:
+        errors = ",".join(f"{k}:{v}" for k, v in sorted(r["errors"].items())) or "0"
+        print(
+            f"{r['clients']:>8} {r['requests_per_second']:7.1f} {r['p50_s']:6.2f} {r['p99_s']:6.2f} "
+            f"{'ok' if r['p99_within_bound'] else 'MISSED':>6} {errors:>14} {r['backend_calls']:6.0f} "
+            f"{r['rows_per_call']:9.1f} {100 * r['batch_fill']:4.0f}% {r['calls_saved_ratio']:6.1f}x "
+            f"{r['service_cpu_cores']:8.2f} {r['client_cpu_cores']:10.2f}"
+        )
+    if report.predict:
+        print(
+            f"(backend calls counted from the service's {report.predict[0]['backend_counted_from']}; "
+            f"p99 bound {report.predict[0]['p99_bound_s']:.2f} s; CPU in cores: CPU seconds per wall second)"
+        )
+
+
 def print_table(report: Report) -> None:
     """The results as a table."""
     columns = ("conns", "req/s", "notif/s", "p50 ms", "p99 ms", "errors")
@@ -512,6 +691,10 @@ def parse_options() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 2)))
     parser.add_argument("--only", default=os.environ.get("BENCH_ONLY", ""), help="comma-separated scenario names")
     parser.add_argument("--large-pairs", type=int, default=100_000)
+    parser.add_argument("--predict-clients", default=os.environ.get("BENCH_PREDICT_CLIENTS", "100,1000,10000"))
+    parser.add_argument("--predict-seconds", type=float, default=float(os.environ.get("BENCH_PREDICT_SECONDS", 60)))
+    parser.add_argument("--predict-warmup", type=float, default=float(os.environ.get("BENCH_PREDICT_WARMUP", 5)))
+    parser.add_argument("--predict-client", default=os.environ.get("BENCH_PREDICT_CLIENT", "raw"))
     return parser.parse_args()
 
 
@@ -520,7 +703,8 @@ def drive_scenarios(report: Report, url: str, base: str, options: argparse.Names
     drive = run_wrk if report.machine["load_generator"] == "wrk" else run_locust
     ids_file = RESULTS_DIR / "ids.txt"
     seed_ids(base, 2_000, ids_file)
-    chosen = [s for s in scenarios(ids_file) if not options.only or s.name in options.only.split(",")]
+    only = set(filter(None, options.only.split(","))) - {"predict"}
+    chosen = [s for s in scenarios(ids_file) if not only or s.name in only]
     drive(base, chosen[0], 32, 3)  # warm-up: connection pools, prepared statements, page cache
     time.sleep(1)  # let the warm-up's last requests commit before counting rows
     for scenario in chosen:
@@ -565,22 +749,42 @@ def main() -> None:
             "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded",
         },
     )
-    print(f"load generator: {tool}; WORKERS={options.workers}; {options.seconds:.0f} s per run")
-    with bench_database() as url, running_service(url, options.workers) as base:
-        drive_scenarios(report, url, base, options)
-        report.large_add = asyncio.run(large_add(base, options.large_pairs))
-        measure_ceilings(report, url, options.seconds)
+    only = set(filter(None, options.only.split(",")))
+    predict_only = only == {"predict"}
+    if predict_only:
+        report.settings.update(
+            predict_clients=options.predict_clients,
+            predict_seconds=options.predict_seconds,
+            predict_client=options.predict_client,
+            broker="BROKER_URL" if os.environ.get("BROKER_URL") else "none",
+        )
+        print(f"predict: WORKERS={options.workers}; {options.predict_seconds:.0f} s per client count")
+    else:
+        print(f"load generator: {tool}; WORKERS={options.workers}; {options.seconds:.0f} s per run")
+    # Worker processes only matter for the broker's path; without one they would idle on the two cores.
+    extra_env = {} if not predict_only or os.environ.get("BROKER_URL") else {"WORKER_PROCESSES": "0"}
+    with bench_database() as url, running_service(url, options.workers, extra_env) as service:
+        if "predict" in only:
+            drive_predict(report, service, options)
+        if not predict_only:
+            drive_scenarios(report, url, service.base, options)
+            report.large_add = asyncio.run(large_add(service.base, options.large_pairs))
+            measure_ceilings(report, url, options.seconds)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     json_path = RESULTS_DIR / f"bench-{stamp}.json"
     document = asdict(report)
     for result, row in zip(report.results, document["results"], strict=True):
         row["rows_check"] = result.rows_check
     json_path.write_text(json.dumps(document, indent=2))
+    if predict_only:
+        print_predict_table(report)
+        print(f"\nresults: {json_path.relative_to(ROOT)}")
+        return
     print_table(report)
+    print_predict_table(report)
     chart = RESULTS_DIR / f"bench-{stamp}.png"
     write_chart(report, chart)
     print(f"\nresults: {json_path.relative_to(ROOT)}, chart: {chart.relative_to(ROOT)}")
-
 
 if __name__ == "__main__":
     main()
