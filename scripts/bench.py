@@ -17,7 +17,6 @@ window.
 from __future__ import annotations
 
 import argparse
-import io
 import asyncio
 import contextlib
 import json
@@ -536,10 +535,9 @@ def snapshot(service: Service, source: str) -> Snapshot:
     return Snapshot(now, cpu, 0, service.log.stat().st_size)
 
 
-def run_predict_clients(service: Service, clients: int, options: argparse.Namespace) -> dict[str, Any]:
-    """Run scripts/predict_load.py for one client count and measure the service over its window."""
-    source = "metrics" if backend_counts(service, 0) else "log"
-    command = [
+def predict_command(service: Service, clients: int, options: argparse.Namespace) -> list[str]:
+    """The command line of scripts/predict_load.py for one client count."""
+    return [
         sys.executable,
         str(ROOT / "scripts" / "predict_load.py"),
         "--url",
@@ -553,40 +551,55 @@ def run_predict_clients(service: Service, clients: int, options: argparse.Namesp
         "--client",
         options.predict_client,
     ]
-    client = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT)
-    assert client.stdout is not None
+
+
+def watch_client(command: list[str], service: Service, source: str) -> tuple[Snapshot, Snapshot, dict[str, Any]]:
+    """Run the client in its own process, snapshotting the service as its window opens and closes."""
     marks: dict[str, Snapshot] = {}
     summary: dict[str, Any] = {}
-    for line in io.TextIOWrapper(client.stdout):
-        if line.startswith("window "):
-            marks[line.split()[1]] = snapshot(service, source)
-        elif line.startswith("{"):
-            summary = json.loads(line)
-    if client.wait() != 0 or not summary or set(marks) != {"start", "end"}:
-        raise RuntimeError(f"predict_load.py with {clients} clients failed (exit {client.returncode})")
-    start, end = marks["start"], marks["end"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT, text=True) as client:
+        assert client.stdout is not None
+        for line in client.stdout:
+            if line.startswith("window "):
+                marks[line.split()[1]] = snapshot(service, source)
+            elif line.startswith("{"):
+                summary = json.loads(line)
+    if client.returncode != 0 or not summary or set(marks) != {"start", "end"}:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {client.returncode})")
+    return marks["start"], marks["end"], summary
+
+
+def backend_between(service: Service, source: str, start: Snapshot, end: Snapshot) -> tuple[float, float]:
+    """Backend calls and rows between two snapshots."""
     if source == "metrics":
-        calls, rows = end.calls - start.calls, end.rows - start.rows
-    else:
-        calls, rows, _ = log_counts(service.log, int(start.rows))
-        calls_after, rows_after, _ = log_counts(service.log, int(end.rows))
-        calls, rows = calls - calls_after, rows - rows_after
-    max_size = int(os.environ.get("BATCH_MAX_SIZE") or Settings.model_fields["batch_max_size"].default)
-    defaults = Settings.model_fields
-    bound = (
-        float(os.environ.get("BACKEND_DELAY_MAX_S") or defaults["backend_delay_max_s"].default)
-        + float(os.environ.get("BATCH_MAX_WAIT_MS") or defaults["batch_max_wait_ms"].default) / 1000
-        + 0.25
-    )
+        return end.calls - start.calls, end.rows - start.rows
+    # From the log: the lines written after the window opened, less those written after it closed.
+    calls, rows, _ = log_counts(service.log, int(start.rows))
+    calls_after, rows_after, _ = log_counts(service.log, int(end.rows))
+    return calls - calls_after, rows - rows_after
+
+
+def setting(name: str) -> float:
+    """A batching or backend setting as the service reads it: the environment, else its default."""
+    return float(os.environ.get(name.upper()) or Settings.model_fields[name].default)
+
+
+def run_predict_clients(service: Service, clients: int, options: argparse.Namespace) -> dict[str, Any]:
+    """Run scripts/predict_load.py for one client count and measure the service over its window."""
+    source = "metrics" if backend_counts(service, 0) else "log"
+    start, end, summary = watch_client(predict_command(service, clients, options), service, source)
+    calls, rows = backend_between(service, source, start, end)
+    max_size = setting("batch_max_size")
+    bound = setting("backend_delay_max_s") + setting("batch_max_wait_ms") / 1000 + 0.25
     wall = end.at - start.at
     summary.update(
         backend_calls=calls,
         backend_rows=rows,
         backend_counted_from=source,
-        rows_per_call=rows / calls if calls else 0.0,
-        batch_fill=rows / calls / max_size if calls else 0.0,
+        rows_per_call=rows / max(calls, 1),
+        batch_fill=rows / max(calls, 1) / max_size,
         calls_unbatched=rows,
-        calls_saved_ratio=rows / calls if calls else 0.0,
+        calls_saved_ratio=rows / max(calls, 1),
         service_cpu_cores=(end.cpu_seconds - start.cpu_seconds) / wall,
         client_cpu_cores=summary["client_cpu_seconds"] / summary["client_wall_seconds"],
         window_seconds=wall,
@@ -613,21 +626,22 @@ def drive_predict(report: Report, service: Service, options: argparse.Namespace)
 def print_predict_table(report: Report) -> None:
     """The predict scenario's results as a table."""
     print(
-        f"\n{'clients':>8} {'req/s':>7} {'p50 s':>6} {'p99 s':>6} {'bound':>6} {'errors':>14} {'calls':>6} "
-        f"{'rows/call':>9} {'fill':>5} {'saved':>7} {'svc CPU':>8} {'client CPU':>10}"
+        f"\n{'clients':>8} {'req/s':>7} {'p50 s':>6} {'p99 s':>6} {'bound':>6} {'svc p99':>7} "
+        f"{'errors':>14} {'calls':>6} {'rows/call':>9} {'fill':>5} {'saved':>7} {'svc CPU':>8} {'client CPU':>10}"
     )
     for r in report.predict:
         errors = ",".join(f"{k}:{v}" for k, v in sorted(r["errors"].items())) or "0"
         print(
             f"{r['clients']:>8} {r['requests_per_second']:7.1f} {r['p50_s']:6.2f} {r['p99_s']:6.2f} "
-            f"{'ok' if r['p99_within_bound'] else 'MISSED':>6} {errors:>14} {r['backend_calls']:6.0f} "
-            f"{r['rows_per_call']:9.1f} {100 * r['batch_fill']:4.0f}% {r['calls_saved_ratio']:6.1f}x "
-            f"{r['service_cpu_cores']:8.2f} {r['client_cpu_cores']:10.2f}"
+            f"{'ok' if r['p99_within_bound'] else 'MISSED':>6} {r['server_p99_s']:7.2f} "
+            f"{errors:>14} {r['backend_calls']:6.0f} {r['rows_per_call']:9.1f} {100 * r['batch_fill']:4.0f}% "
+            f"{r['calls_saved_ratio']:6.1f}x {r['service_cpu_cores']:8.2f} {r['client_cpu_cores']:10.2f}"
         )
     if report.predict:
         print(
             f"(backend calls counted from the service's {report.predict[0]['backend_counted_from']}; "
-            f"p99 bound {report.predict[0]['p99_bound_s']:.2f} s; CPU in cores: CPU seconds per wall second)"
+            f"p99 bound {report.predict[0]['p99_bound_s']:.2f} s; svc p99: the answers' own response_time; "
+            "CPU in cores: CPU seconds per wall second)"
         )
 
 
@@ -752,12 +766,7 @@ def main() -> None:
     only = set(filter(None, options.only.split(",")))
     predict_only = only == {"predict"}
     if predict_only:
-        report.settings.update(
-            predict_clients=options.predict_clients,
-            predict_seconds=options.predict_seconds,
-            predict_client=options.predict_client,
-            broker="BROKER_URL" if os.environ.get("BROKER_URL") else "none",
-        )
+        report.settings.update(predict_settings(options))
         print(f"predict: WORKERS={options.workers}; {options.predict_seconds:.0f} s per client count")
     else:
         print(f"load generator: {tool}; WORKERS={options.workers}; {options.seconds:.0f} s per run")
@@ -770,6 +779,22 @@ def main() -> None:
             drive_scenarios(report, url, service.base, options)
             report.large_add = asyncio.run(large_add(service.base, options.large_pairs))
             measure_ceilings(report, url, options.seconds)
+    write_results(report, predict_only)
+
+
+def predict_settings(options: argparse.Namespace) -> dict[str, Any]:
+    """The predict scenario's settings, for the report."""
+    return {
+        "predict_clients": options.predict_clients,
+        "predict_seconds": options.predict_seconds,
+        "predict_client": options.predict_client,
+        "broker": "BROKER_URL" if os.environ.get("BROKER_URL") else "none",
+        **{name: setting(name) for name in ("batch_max_size", "batch_max_wait_ms", "batch_max_concurrency")},
+    }
+
+
+def write_results(report: Report, predict_only: bool) -> None:
+    """Write the JSON (and the chart of the notification scenarios) and print the tables."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     json_path = RESULTS_DIR / f"bench-{stamp}.json"
     document = asdict(report)
@@ -785,6 +810,7 @@ def main() -> None:
     chart = RESULTS_DIR / f"bench-{stamp}.png"
     write_chart(report, chart)
     print(f"\nresults: {json_path.relative_to(ROOT)}, chart: {chart.relative_to(ROOT)}")
+
 
 if __name__ == "__main__":
     main()

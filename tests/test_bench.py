@@ -1,4 +1,4 @@
-"""The benchmark: its own arithmetic (scripts/bench.py), and the predict scenario and locust users against a real server."""
+"""The benchmark: its arithmetic (scripts/bench.py); the predict scenario and locust users on a real server."""
 
 import argparse
 import contextlib
@@ -100,13 +100,13 @@ class TestPredictClientJudgesAnswers:
         assert len(agents) == 4
         assert len({agent["nn_model_name"] for agent in agents.values()}) == 4
         right = {"actions": {name: {"action": value} for name, value in expected.items()}, "response_time": 1.0}
-        assert predict_load.outcome_of(200, json.dumps(right).encode(), expected) == "200"
+        assert predict_load.outcome_of(200, json.dumps(right).encode(), expected) == ("200", 1.0)
         names = list(expected)
         swapped = dict(expected, **{names[0]: expected[names[1]], names[1]: expected[names[0]]})
         mixed = {"actions": {name: {"action": value} for name, value in swapped.items()}}
-        assert predict_load.outcome_of(200, json.dumps(mixed).encode(), expected) == "wrong"
-        assert predict_load.outcome_of(200, b"not json", expected) == "wrong"
-        assert predict_load.outcome_of(503, b"{}", expected) == "503"
+        assert predict_load.outcome_of(200, json.dumps(mixed).encode(), expected) == ("wrong", None)
+        assert predict_load.outcome_of(200, b"not json", expected) == ("wrong", None)
+        assert predict_load.outcome_of(503, b"{}", expected) == ("503", None)
 
 
 class TestMetricTotals:
@@ -176,14 +176,17 @@ class TestPredictScenario:
         assert result["calls_saved_ratio"] > 1
         assert 0 < result["service_cpu_cores"] <= 2.5
         assert result["p50_s"] <= result["p99_s"] <= result["max_s"]
+        assert 0 < result["server_p50_s"] <= result["server_p99_s"] <= result["max_s"]
 
 
 def locust_requests(base: str, tmp_path: Path, *arguments: str) -> dict[str, int]:
     """Run locustfile.py headless for a few seconds; requests per name."""
     prefix = tmp_path / f"stats{len(list(tmp_path.iterdir()))}"
     subprocess.run(
-        [str(Path(sys.executable).parent / "locust"), "-f", str(PROJECT_ROOT / "locustfile.py"), "--headless"]
-        + ["-u", "4", "-r", "4", "-t", "4s", "--host", base, "--csv", str(prefix), "--only-summary", *arguments],
+        [
+            *(str(Path(sys.executable).parent / "locust"), "-f", str(PROJECT_ROOT / "locustfile.py"), "--headless"),
+            *("-u", "4", "-r", "4", "-t", "4s", "--host", base, "--csv", str(prefix), "--only-summary", *arguments),
+        ],
         capture_output=True,
         check=True,
         cwd=tmp_path,
