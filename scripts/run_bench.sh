@@ -6,6 +6,9 @@
 # (BENCH_INSTALL_WRK=0 forbids it); without wrk, locust's FastHttpUser drives the load.
 # Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (8,32,64), BENCH_ONLY (scenario names), WORKERS,
 # BENCH_LOAD_GENERATOR (wrk or locust).
+# BENCH_ONLY=predict runs the prediction gateway's closed-loop scenario instead (not in the default
+# run): scripts/predict_load.py at BENCH_PREDICT_CLIENTS (100,1000,10000) clients for
+# BENCH_PREDICT_SECONDS (60) each, after BENCH_PREDICT_WARMUP (5); BENCH_PREDICT_CLIENT raw or httpx.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 
