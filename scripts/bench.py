@@ -502,7 +502,7 @@ def metric_total(text: str, name: str) -> float | None:
     return sum(values) if values else None
 
 
-def backend_counts(service: Service, log_offset: int) -> tuple[float, float, str] | None:
+def backend_counts(service: Service) -> tuple[float, float, str] | None:
     """Backend calls and rows so far from /metrics, when the service exposes them there."""
     with contextlib.suppress(httpx.HTTPError):
         response = httpx.get(f"{service.base}/metrics", timeout=10)
@@ -529,7 +529,7 @@ def snapshot(service: Service, source: str) -> Snapshot:
     now = time.monotonic()
     cpu = tree_cpu_seconds(service.process)
     if source == "metrics":
-        counted = backend_counts(service, 0)
+        counted = backend_counts(service)
         assert counted is not None
         return Snapshot(now, cpu, counted[0], counted[1])
     return Snapshot(now, cpu, 0, service.log.stat().st_size)
@@ -586,7 +586,7 @@ def setting(name: str) -> float:
 
 def run_predict_clients(service: Service, clients: int, options: argparse.Namespace) -> dict[str, Any]:
     """Run scripts/predict_load.py for one client count and measure the service over its window."""
-    source = "metrics" if backend_counts(service, 0) else "log"
+    source = "metrics" if backend_counts(service) else "log"
     start, end, summary = watch_client(predict_command(service, clients, options), service, source)
     calls, rows = backend_between(service, source, start, end)
     max_size = setting("batch_max_size")
