@@ -92,6 +92,23 @@ class Settings(BaseSettings):
     backend_delay_max_s: float = Field(default=7.0, ge=0, description="Longest delay of a mock backend call.")
     text_model_name: ModelName = Field(default="text-mock", description="Model that answers the text body.")
 
+    broker_url: Annotated[SecretStr | None, BeforeValidator(empty_as_none)] = Field(
+        default=None, description="RabbitMQ (amqp://user:password@host:5672/vhost); unset: no broker, PostgreSQL only."
+    )
+    broker_prefix: str = Field(
+        default="fastapi1",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Prefix of every queue and exchange name, so deployments can share a vhost.",
+    )
+    broker_prefetch: int = Field(default=64, ge=1, description="Unacknowledged messages a consumer holds at most.")
+    broker_delivery_limit: int = Field(
+        default=5, ge=1, description="Deliveries of one message before it goes to the dead-letter queue."
+    )
+    broker_publish_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds a publish waits for the broker's confirm (else 503)."
+    )
+    broker_connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to reach the broker at start-up.")
+
     @model_validator(mode="after")
     def check_mock_delays(self) -> "Settings":
         """Refuse a mock delay range whose minimum exceeds its maximum.
