@@ -5,6 +5,13 @@ FastHttpUser when wrk is missing) at several connection counts, checks the store
 against the acknowledged notifications, measures two ceilings in the same run (a direct
 asyncpg bulk insert over 4 connections, and heartbeat requests/s), and writes the results
 as JSON and a PNG chart under bench-results/.
+
+``BENCH_ONLY=predict`` (not part of the default run: it needs a minute per client count) runs
+the prediction gateway's closed-loop load instead: scripts/predict_load.py in its own process
+at each of ``BENCH_PREDICT_CLIENTS`` (100,1000,10000) for ``BENCH_PREDICT_SECONDS`` (60), with
+the service's CPU (its whole process tree, by psutil) and its backend calls (from /metrics
+when the service has it, else from its one log line per backend call) measured over the same
+window.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -40,7 +48,7 @@ sys.path.insert(0, str(ROOT / "scripts"))  # bench_delivery, also when this file
 
 from bench_delivery import DeliveryResult, check, drain, light_load, print_results, running_worker  # noqa: E402
 
-from fastapi1.config import to_async_url  # noqa: E402
+from fastapi1.config import Settings, to_async_url  # noqa: E402
 from fastapi1.db.embedded import embedded_postgres  # noqa: E402
 from fastapi1.db.migrate import upgrade_to_head  # noqa: E402
 
@@ -145,6 +153,7 @@ class Report:
     ceilings: dict[str, float] = field(default_factory=dict)
     large_add: dict[str, float] = field(default_factory=dict)
     delivery: list[DeliveryResult] = field(default_factory=list)
+    predict: list[dict[str, Any]] = field(default_factory=list)
 
 
 def notification_items(count: int) -> list[dict[str, Any]]:
@@ -217,9 +226,18 @@ async def count_notifications(url: str) -> int:
         await connection.close()
 
 
+@dataclass
+class Service:
+    """The service under test."""
+
+    base: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
 @contextlib.contextmanager
-def running_service(url: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start ``python -m fastapi1.serve`` and yield its base URL; stop it on exit."""
+def running_service(url: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[Service]:
+    """Start ``python -m fastapi1.serve`` and yield it with its base URL; stop it on exit."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": str(workers)}
     env.update(extra_env or {})
@@ -237,7 +255,7 @@ def running_service(url: str, workers: int, extra_env: dict[str, str] | None = N
                 if httpx.get(f"{base}/status/heartbeat", timeout=1).status_code == 204:
                     break
             time.sleep(0.2)
-        yield base
+        yield Service(base, process, Path(log.name))
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -457,6 +475,180 @@ def scenarios(ids_file: Path) -> list[Scenario]:
     ]
 
 
+# The batcher's line per backend call (fastapi1/predictions/batcher.py): a success, or a failure.
+BACKEND_CALL_LINE = re.compile(rb"Backend call for .*?(?:: (\d+) rows in | \((\d+) rows\) (?:failed|raised))")
+
+
+@dataclass
+class Snapshot:
+    """The service's counters at one instant."""
+
+    at: float
+    cpu_seconds: float
+    calls: float
+    rows: float
+
+
+def tree_cpu_seconds(process: subprocess.Popen[bytes]) -> float:
+    """User + system CPU seconds of the service's whole process tree (launcher, workers) so far."""
+    total = 0.0
+    root = psutil.Process(process.pid)
+    for member in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = member.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def metric_total(text: str, name: str) -> float | None:
+    """The sum of a Prometheus metric's samples over every label set; None when absent."""
+    values = [float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.MULTILINE)]
+    return sum(values) if values else None
+
+
+def backend_counts(service: Service) -> tuple[float, float, str] | None:
+    """Backend calls and rows so far from /metrics, when the service exposes them there."""
+    with contextlib.suppress(httpx.HTTPError):
+        response = httpx.get(f"{service.base}/metrics", timeout=10)
+        if response.status_code == 200:
+            calls = metric_total(response.text, "fastapi1_backend_batches_total")
+            rows = metric_total(response.text, "fastapi1_backend_batch_rows_sum")
+            if calls is not None and rows is not None:
+                return calls, rows, "metrics"
+    return None
+
+
+def log_counts(log: Path, start: int) -> tuple[int, int, int]:
+    """Backend calls and rows in the service's log from byte ``start``; and the log's end."""
+    with log.open("rb") as handle:
+        handle.seek(start)
+        text = handle.read()
+    end = start + text.rfind(b"\n") + 1
+    counts = [int(m.group(1) or m.group(2)) for m in BACKEND_CALL_LINE.finditer(text[: end - start])]
+    return len(counts), sum(counts), end
+
+
+def snapshot(service: Service, source: str) -> Snapshot:
+    """CPU and backend counters now (from /metrics, or the log's size to count its lines later)."""
+    now = time.monotonic()
+    cpu = tree_cpu_seconds(service.process)
+    if source == "metrics":
+        counted = backend_counts(service)
+        assert counted is not None
+        return Snapshot(now, cpu, counted[0], counted[1])
+    return Snapshot(now, cpu, 0, service.log.stat().st_size)
+
+
+def predict_command(service: Service, clients: int, options: argparse.Namespace) -> list[str]:
+    """The command line of scripts/predict_load.py for one client count."""
+    return [
+        sys.executable,
+        str(ROOT / "scripts" / "predict_load.py"),
+        "--url",
+        service.base,
+        "--clients",
+        str(clients),
+        "--seconds",
+        str(options.predict_seconds),
+        "--warmup",
+        str(options.predict_warmup),
+        "--client",
+        options.predict_client,
+    ]
+
+
+def watch_client(command: list[str], service: Service, source: str) -> tuple[Snapshot, Snapshot, dict[str, Any]]:
+    """Run the client in its own process, snapshotting the service as its window opens and closes."""
+    marks: dict[str, Snapshot] = {}
+    summary: dict[str, Any] = {}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, cwd=ROOT, text=True) as client:
+        assert client.stdout is not None
+        for line in client.stdout:
+            if line.startswith("window "):
+                marks[line.split()[1]] = snapshot(service, source)
+            elif line.startswith("{"):
+                summary = json.loads(line)
+    if client.returncode != 0 or not summary or set(marks) != {"start", "end"}:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {client.returncode})")
+    return marks["start"], marks["end"], summary
+
+
+def backend_between(service: Service, source: str, start: Snapshot, end: Snapshot) -> tuple[float, float]:
+    """Backend calls and rows between two snapshots."""
+    if source == "metrics":
+        return end.calls - start.calls, end.rows - start.rows
+    # From the log: the lines written after the window opened, less those written after it closed.
+    calls, rows, _ = log_counts(service.log, int(start.rows))
+    calls_after, rows_after, _ = log_counts(service.log, int(end.rows))
+    return calls - calls_after, rows - rows_after
+
+
+def setting(name: str) -> float:
+    """A batching or backend setting as the service reads it: the environment, else its default."""
+    return float(os.environ.get(name.upper()) or Settings.model_fields[name].default)
+
+
+def run_predict_clients(service: Service, clients: int, options: argparse.Namespace) -> dict[str, Any]:
+    """Run scripts/predict_load.py for one client count and measure the service over its window."""
+    source = "metrics" if backend_counts(service) else "log"
+    start, end, summary = watch_client(predict_command(service, clients, options), service, source)
+    calls, rows = backend_between(service, source, start, end)
+    max_size = setting("batch_max_size")
+    bound = setting("backend_delay_max_s") + setting("batch_max_wait_ms") / 1000 + 0.25
+    wall = end.at - start.at
+    summary.update(
+        backend_calls=calls,
+        backend_rows=rows,
+        backend_counted_from=source,
+        rows_per_call=rows / max(calls, 1),
+        batch_fill=rows / max(calls, 1) / max_size,
+        calls_unbatched=rows,
+        calls_saved_ratio=rows / max(calls, 1),
+        service_cpu_cores=(end.cpu_seconds - start.cpu_seconds) / wall,
+        client_cpu_cores=summary["client_cpu_seconds"] / summary["client_wall_seconds"],
+        window_seconds=wall,
+        p99_bound_s=bound,
+        p99_within_bound=summary["p99_s"] <= bound,
+    )
+    return summary
+
+
+def drive_predict(report: Report, service: Service, options: argparse.Namespace) -> None:
+    """The predict scenario at every client count."""
+    for clients in (int(n) for n in options.predict_clients.split(",")):
+        result = run_predict_clients(service, clients, options)
+        report.predict.append(result)
+        print(
+            f"  predict        N={clients:<6} {result['requests_per_second']:7.1f} req/s "
+            f"p50 {result['p50_s']:.2f} s p99 {result['p99_s']:.2f} s errors {result['errors'] or 0} "
+            f"calls {result['backend_calls']:.0f} fill {100 * result['batch_fill']:.0f}% "
+            f"CPU {result['service_cpu_cores']:.2f} cores"
+        )
+        time.sleep(8)  # the last requests' backend calls (3-7 s) finish before the next count starts
+
+
+def print_predict_table(report: Report) -> None:
+    """The predict scenario's results as a table."""
+    print(
+        f"\n{'clients':>8} {'req/s':>7} {'p50 s':>6} {'p99 s':>6} {'bound':>6} {'svc p99':>7} "
+        f"{'errors':>14} {'calls':>6} {'rows/call':>9} {'fill':>5} {'saved':>7} {'svc CPU':>8} {'client CPU':>10}"
+    )
+    for r in report.predict:
+        errors = ",".join(f"{k}:{v}" for k, v in sorted(r["errors"].items())) or "0"
+        print(
+            f"{r['clients']:>8} {r['requests_per_second']:7.1f} {r['p50_s']:6.2f} {r['p99_s']:6.2f} "
+            f"{'ok' if r['p99_within_bound'] else 'MISSED':>6} {r['server_p99_s']:7.2f} "
+            f"{errors:>14} {r['backend_calls']:6.0f} {r['rows_per_call']:9.1f} {100 * r['batch_fill']:4.0f}% "
+            f"{r['calls_saved_ratio']:6.1f}x {r['service_cpu_cores']:8.2f} {r['client_cpu_cores']:10.2f}"
+        )
+    if report.predict:
+        print(
+            f"(backend calls counted from the service's {report.predict[0]['backend_counted_from']}; "
+            f"p99 bound {report.predict[0]['p99_bound_s']:.2f} s; svc p99: the answers' own response_time; "
+            "CPU in cores: CPU seconds per wall second)"
+        )
+
+
 def print_table(report: Report) -> None:
     """The results as a table."""
     columns = ("conns", "req/s", "notif/s", "p50 ms", "p99 ms", "errors")
@@ -533,6 +725,10 @@ def parse_options() -> argparse.Namespace:
         help="worker settings per run, runs separated by ';' ('' is one run with the defaults)",
     )
     delivery.add_argument("--profile-worker", action="store_true", help="run the worker under cProfile")
+    parser.add_argument("--predict-clients", default=os.environ.get("BENCH_PREDICT_CLIENTS", "100,1000,10000"))
+    parser.add_argument("--predict-seconds", type=float, default=float(os.environ.get("BENCH_PREDICT_SECONDS", 60)))
+    parser.add_argument("--predict-warmup", type=float, default=float(os.environ.get("BENCH_PREDICT_WARMUP", 5)))
+    parser.add_argument("--predict-client", default=os.environ.get("BENCH_PREDICT_CLIENT", "raw"))
     return parser.parse_args()
 
 
@@ -555,18 +751,18 @@ def run_delivery(report: Report, options: argparse.Namespace) -> None:
         with bench_database() as url:
             dsn = asyncpg_dsn(url)
             with (
-                running_service(url, options.workers, {"WORKER_PROCESSES": "0"}) as base,
+                running_service(url, options.workers, {"WORKER_PROCESSES": "0"}) as service,
                 running_worker(url, sends, RESULTS_DIR / f"delivery-worker-{stamp}.log", env, profile) as worker,
             ):
                 result.light_count = options.delivery_light
                 if options.delivery_light:
                     result.light_p50_ms, result.light_p99_ms = asyncio.run(
-                        light_load(base, dsn, options.delivery_light)
+                        light_load(service.base, dsn, options.delivery_light)
                     )
                 asyncio.run(checkpoint(url))
                 acknowledged = asyncio.run(
                     drain(
-                        base,
+                        service.base,
                         dsn,
                         options.delivery_total,
                         options.delivery_per_request,
@@ -591,7 +787,8 @@ def drive_scenarios(report: Report, url: str, base: str, options: argparse.Names
     drive = run_wrk if report.machine["load_generator"] == "wrk" else run_locust
     ids_file = RESULTS_DIR / "ids.txt"
     seed_ids(base, 2_000, ids_file)
-    chosen = [s for s in scenarios(ids_file) if not options.only or s.name in options.only.split(",")]
+    only = set(filter(None, options.only.split(","))) - {"predict"}
+    chosen = [s for s in scenarios(ids_file) if not only or s.name in only]
     drive(base, chosen[0], 32, 3)  # warm-up: connection pools, prepared statements, page cache
     time.sleep(1)  # let the warm-up's last requests commit before counting rows
     for scenario in chosen:
@@ -622,13 +819,26 @@ def measure_ceilings(report: Report, url: str, seconds: float) -> None:
 
 
 def run_chosen(report: Report, options: argparse.Namespace) -> None:
-    """The HTTP scenarios (with the ceilings and the large /add) and the delivery scenario, as chosen."""
-    only = [name for name in options.only.split(",") if name]
-    if not only or any(name != "delivery" for name in only):
-        with bench_database() as url, running_service(url, options.workers) as base:
-            drive_scenarios(report, url, base, options)
-            report.large_add = asyncio.run(large_add(base, options.large_pairs))
-            measure_ceilings(report, url, options.seconds)
+    """The HTTP scenarios (with the ceilings and the large /add), the predict and the delivery scenarios, as chosen.
+
+    ``predict`` runs only when named (it needs minutes at the backend's real delay); the HTTP
+    scenarios and ``delivery`` run when nothing is named.
+    """
+    only = {name for name in options.only.split(",") if name}
+    http = not only or bool(only - {"delivery", "predict"})
+    if http or "predict" in only:
+        # API-only figures: worker processes matter for the broker's path; without one they would
+        # idle on (or deliver on) the two cores. An explicit WORKER_PROCESSES wins.
+        keep_workers = os.environ.get("BROKER_URL") or "WORKER_PROCESSES" in os.environ
+        extra_env = {} if keep_workers else {"WORKER_PROCESSES": "0"}
+        with bench_database() as url, running_service(url, options.workers, extra_env) as service:
+            if "predict" in only:
+                report.settings.update(predict_settings(options))
+                drive_predict(report, service, options)
+            if http:
+                drive_scenarios(report, url, service.base, options)
+                report.large_add = asyncio.run(large_add(service.base, options.large_pairs))
+                measure_ceilings(report, url, options.seconds)
     if not only or "delivery" in only:
         run_delivery(report, options)
 
@@ -650,6 +860,22 @@ def main() -> None:
     )
     print(f"load generator: {tool}; WORKERS={options.workers}; {options.seconds:.0f} s per run")
     run_chosen(report, options)
+    write_results(report)
+
+
+def predict_settings(options: argparse.Namespace) -> dict[str, Any]:
+    """The predict scenario's settings, for the report."""
+    return {
+        "predict_clients": options.predict_clients,
+        "predict_seconds": options.predict_seconds,
+        "predict_client": options.predict_client,
+        "broker": "BROKER_URL" if os.environ.get("BROKER_URL") else "none",
+        **{name: setting(name) for name in ("batch_max_size", "batch_max_wait_ms", "batch_max_concurrency")},
+    }
+
+
+def write_results(report: Report) -> None:
+    """Write the JSON (and the chart of the HTTP scenarios) and print the tables."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     json_path = RESULTS_DIR / f"bench-{stamp}.json"
     document = asdict(report)
@@ -663,9 +889,16 @@ def main() -> None:
         chart = RESULTS_DIR / f"bench-{stamp}.png"
         write_chart(report, chart)
         print(f"chart: {chart.relative_to(ROOT)}")
+    print_scenarios(report)
+    print(f"\nresults: {json_path.relative_to(ROOT)}")
+
+
+def print_scenarios(report: Report) -> None:
+    """Print the predict and delivery tables of the scenarios that ran."""
+    if report.predict:
+        print_predict_table(report)
     if report.delivery:
         print_results(report.delivery)
-    print(f"\nresults: {json_path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,9 @@
 # BENCH_LOAD_GENERATOR (wrk or locust). BENCH_ONLY=delivery runs the delivery scenario alone:
 # 100,000 notifications through /multiple while one worker drains them (BENCH_DELIVERY_TOTAL,
 # BENCH_DELIVERY_CLIENTS, BENCH_DELIVERY_VARIANTS; BROKER_URL passes through to the service).
+# BENCH_ONLY=predict runs the prediction gateway's closed-loop scenario instead (not in the default
+# run): scripts/predict_load.py at BENCH_PREDICT_CLIENTS (100,1000,10000) clients for
+# BENCH_PREDICT_SECONDS (60) each, after BENCH_PREDICT_WARMUP (5); BENCH_PREDICT_CLIENT raw or httpx.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 

@@ -1,15 +1,24 @@
-"""The benchmark's own arithmetic: reading wrk's report, checking rows and deliveries (scripts/bench*.py)."""
-
+"""The benchmark: its arithmetic (scripts/bench*.py), delivery checks, the predict scenario, locust users."""
+import argparse
 import asyncio
+import contextlib
+import csv
 import importlib.util
+import json
 import os
+import signal
+import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from fastapi1.delivery.providers import Message, PermanentFailure, Providers, Simulator
@@ -143,3 +152,125 @@ class TestCountingWorker:
         finally:
             os.close(fd)
         assert (tmp_path / "sends").read_bytes() == accepted.bytes
+@pytest.fixture(scope="module")
+def predict_load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("predict_load", PROJECT_ROOT / "scripts" / "predict_load.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["predict_load"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class TestPredictClientJudgesAnswers:
+    def test_each_agent_must_get_the_sum_of_its_own_observations(self, predict_load: ModuleType) -> None:
+        body, expected = predict_load.payload(7)
+        agents = json.loads(body)["observations"]
+        assert len(agents) == 4
+        assert len({agent["nn_model_name"] for agent in agents.values()}) == 4
+        right = {"actions": {name: {"action": value} for name, value in expected.items()}, "response_time": 1.0}
+        assert predict_load.outcome_of(200, json.dumps(right).encode(), expected) == ("200", 1.0)
+        names = list(expected)
+        swapped = dict(expected, **{names[0]: expected[names[1]], names[1]: expected[names[0]]})
+        mixed = {"actions": {name: {"action": value} for name, value in swapped.items()}}
+        assert predict_load.outcome_of(200, json.dumps(mixed).encode(), expected) == ("wrong", None)
+        assert predict_load.outcome_of(200, b"not json", expected) == ("wrong", None)
+        assert predict_load.outcome_of(503, b"{}", expected) == ("503", None)
+
+
+class TestMetricTotals:
+    def test_samples_of_every_label_set_are_summed(self, bench: ModuleType) -> None:
+        text = (
+            "# TYPE fastapi1_backend_batches_total counter\n"
+            'fastapi1_backend_batches_total{agent_type="lr",nn_model_name="a"} 3.0\n'
+            'fastapi1_backend_batches_total{agent_type="lr",nn_model_name="b"} 4.0\n'
+            "fastapi1_backend_batch_rows_sum 250.0\n"
+        )
+        assert bench.metric_total(text, "fastapi1_backend_batches_total") == 7.0
+        assert bench.metric_total(text, "fastapi1_backend_batch_rows_sum") == 250.0
+        assert bench.metric_total(text, "fastapi1_backend_batch_rows_count") is None
+
+
+@pytest.fixture(scope="module")
+def served(admin_url: str, tmp_path_factory: pytest.TempPathFactory, bench: ModuleType) -> Iterator[Any]:
+    """The real server (python -m fastapi1.serve, one worker) with a mock backend of 1-5 ms."""
+    log = tmp_path_factory.mktemp("predict") / "service.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": "",
+        "PORT": str(bench.free_port()),
+        "HOST": "127.0.0.1",
+        "WORKERS": "1",
+        "WORKER_PROCESSES": "0",
+        "BACKEND_DELAY_MIN_S": "0.001",
+        "BACKEND_DELAY_MAX_S": "0.005",
+    }
+    env.pop("BACKEND_URL", None)
+    with throwaway_database(admin_url) as url:
+        env["DATABASE_URL"] = url
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "fastapi1.serve"], cwd=PROJECT_ROOT, env=env, stdout=output, stderr=output
+            )
+            try:
+                base = f"http://127.0.0.1:{env['PORT']}"
+                deadline = time.monotonic() + 60
+                while True:
+                    assert process.poll() is None, log.read_text()
+                    with contextlib.suppress(httpx.TransportError):
+                        if httpx.get(f"{base}/status/heartbeat", timeout=1).status_code == 204:
+                            break
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.2)
+                yield bench.Service(base, process, log)
+            finally:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+
+
+class TestPredictScenario:
+    @pytest.mark.parametrize("client", ["raw", "httpx"])
+    def test_clients_loop_and_the_service_is_measured_over_the_window(
+        self, bench: ModuleType, served: Any, client: str
+    ) -> None:
+        options = argparse.Namespace(predict_seconds=2.0, predict_warmup=0.5, predict_client=client)
+        result = bench.run_predict_clients(served, 40, options)
+        assert result["errors"] == {}
+        assert result["ok"] > 40  # every client looped more than once
+        assert result["backend_counted_from"] in {"log", "metrics"}
+        # every row of the window went to the backend, batched: fewer calls than rows
+        assert result["backend_rows"] >= 4 * result["ok"] * 0.5
+        assert 0 < result["backend_calls"] < result["backend_rows"]
+        assert result["rows_per_call"] == pytest.approx(result["backend_rows"] / result["backend_calls"])
+        assert result["calls_saved_ratio"] > 1
+        assert 0 < result["service_cpu_cores"] <= 2.5
+        assert result["p50_s"] <= result["p99_s"] <= result["max_s"]
+        assert 0 < result["server_p50_s"] <= result["server_p99_s"] <= result["max_s"]
+
+
+def locust_requests(base: str, tmp_path: Path, *arguments: str) -> dict[str, int]:
+    """Run locustfile.py headless for a few seconds; requests per name."""
+    prefix = tmp_path / f"stats{len(list(tmp_path.iterdir()))}"
+    subprocess.run(
+        [
+            *(str(Path(sys.executable).parent / "locust"), "-f", str(PROJECT_ROOT / "locustfile.py"), "--headless"),
+            *("-u", "4", "-r", "4", "-t", "4s", "--host", base, "--csv", str(prefix), "--only-summary", *arguments),
+        ],
+        capture_output=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    with (prefix.parent / f"{prefix.name}_stats.csv").open() as stats:
+        return {row["Name"]: int(row["Request Count"]) for row in csv.DictReader(stats) if row["Name"] != "Aggregated"}
+
+
+class TestLocustUsers:
+    def test_the_predict_user_runs_only_when_its_tag_is_asked_for(self, served: Any, tmp_path: Path) -> None:
+        default = locust_requests(served.base, tmp_path)
+        assert "/schedule" not in default
+        assert default.get("/notifications/v1/multiple", 0) > 0
+        multiple = locust_requests(served.base, tmp_path, "--tags", "multiple")
+        assert set(multiple) == {"/notifications/v1/multiple"}
+        predict = locust_requests(served.base, tmp_path, "--tags", "predict")
+        assert set(predict) == {"/schedule"}

@@ -71,6 +71,23 @@ class TestWhenBatchesLeave:
             assert await batcher.run([(key(), [1.0]), (key(), [2.0])]) == [1.0, 2.0]
         assert [len(call.rows) for call in backend.calls] == [2]
 
+    async def test_each_call_is_logged_with_its_rows_and_its_oldest_rows_wait(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        backend = RecordingBackend()
+        with caplog.at_level(logging.INFO, logger="fastapi1.predictions.batcher"):
+            async with batcher_over(backend, max_size=100, max_wait_s=0.05) as batcher:
+                await asyncio.gather(batcher.run([(key(), [1.0]), (key(), [2.0])]), batcher.run([(key("b"), [3.0])]))
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Backend call for")]
+        assert len(lines) == 2
+        (m,) = (line for line in lines if "nn_model_name='m'" in line)
+        (b,) = (line for line in lines if "nn_model_name='b'" in line)
+        assert ": 2 rows in " in m
+        assert ": 1 rows in " in b
+        # each batch left when its oldest row had waited max_wait_s, not before
+        waits = [float(line.rsplit("waited ", 1)[1].removesuffix(" s")) for line in lines]
+        assert all(wait >= 0.049 for wait in waits)
+
 
 class TestWhatABatchHolds:
     async def test_rows_of_different_keys_never_share_a_call(self) -> None:
