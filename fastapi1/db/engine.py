@@ -14,8 +14,14 @@ from fastapi1.metrics import DB_POOL_CHECKED_OUT, DB_POOL_WAITING
 class MeteredPool(AsyncAdaptedQueuePool):
     """The engine's pool, reporting connections checked out and checkouts waiting (``fastapi1_db_pool_*``)."""
 
+    # SQLAlchemy names a pool's logger after its class: keep it among SQLAlchemy's (root: WARNING),
+    # not under fastapi1's INFO logger, where every dispose would log.
+    __module__ = "sqlalchemy.pool"
     checked_out = DB_POOL_CHECKED_OUT.labels("write")
     waiting = DB_POOL_WAITING.labels("write")
+    # What this pool has added to the checked-out gauge so far: the gauge is adjusted by the
+    # difference, so pools sharing a label in one process add up and none drifts.
+    reported = 0
 
     def _do_get(self) -> ConnectionPoolEntry:
         """Check a connection out; a checkout that finds no idle connection counts as waiting meanwhile.
@@ -31,7 +37,7 @@ class MeteredPool(AsyncAdaptedQueuePool):
                 entry = super()._do_get()
             finally:
                 self.waiting.dec()
-        self.checked_out.set(self.checkedout())
+        self.report_checked_out()
         return entry
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
@@ -41,7 +47,14 @@ class MeteredPool(AsyncAdaptedQueuePool):
             record: The pool entry.
         """
         super()._do_return_conn(record)
-        self.checked_out.set(self.checkedout())
+        self.report_checked_out()
+
+    def report_checked_out(self) -> None:
+        """Bring the checked-out gauge up to date with this pool's count."""
+        current = self.checkedout()
+        if current != self.reported:
+            self.checked_out.inc(current - self.reported)
+            self.reported = current
 
 
 @functools.cache
@@ -52,7 +65,7 @@ def metered_pool(engine: str) -> type[MeteredPool]:
         engine: ``write`` or ``read``.
     """
     gauges = {"checked_out": DB_POOL_CHECKED_OUT.labels(engine), "waiting": DB_POOL_WAITING.labels(engine)}
-    return type(f"MeteredPool_{engine}", (MeteredPool,), gauges)
+    return type(f"MeteredPool_{engine}", (MeteredPool,), {"__module__": MeteredPool.__module__, **gauges})
 
 
 def create_engine(url: str, settings: Settings, name: str = "write") -> AsyncEngine:
