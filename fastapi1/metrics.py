@@ -13,6 +13,9 @@ Label values are bounded: route templates rather than paths, known methods, and 
 rest counted as ``other``.
 """
 
+import math
+from collections.abc import Sequence
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -29,16 +32,41 @@ MAX_MODEL_NAMES = 100
 MAX_AGENT_TYPES = 20
 # Rows per backend call; BATCH_MAX_SIZE is 64 by default.
 BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# prometheus-client's default buckets, +Inf written out: the HTTP recorder sorts durations into them.
+HTTP_DURATION_BUCKETS = (*Histogram.DEFAULT_BUCKETS[:-1], math.inf)
+
+
+class CountedHistogram(Histogram):
+    """A histogram that also takes observations already counted per bucket (see :mod:`fastapi1.http_metrics`)."""
+
+    def observe_counts(self, counts: Sequence[int], total: float) -> None:
+        """Add observations counted per bucket: ``counts[i]`` fell in bucket ``i`` (not cumulative).
+
+        prometheus-client observes one value at a time, at two value updates each; this is its
+        ``observe`` for many values at once, on the same internals (tests/test_metrics.py checks
+        the buckets, sum and count it produces against ``observe``).
+
+        Args:
+            counts: Observations per bucket, in the order of the buckets.
+            total: Their sum.
+        """
+        self._raise_if_not_observable()  # type: ignore[no-untyped-call]
+        self._sum.inc(total)
+        for bucket, count in zip(self._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
+
 
 HTTP_REQUESTS = Counter(
     "fastapi1_http_requests_total",
     "HTTP requests answered, by method, route template and status.",
     ("method", "route", "status"),
 )
-HTTP_REQUEST_DURATION = Histogram(
+HTTP_REQUEST_DURATION = CountedHistogram(
     "fastapi1_http_request_duration_seconds",
     "Seconds from a request's arrival to the end of its response, by method and route template.",
     ("method", "route"),
+    buckets=HTTP_DURATION_BUCKETS,
 )
 HTTP_REQUESTS_IN_PROGRESS = Gauge(
     "fastapi1_http_requests_in_progress",

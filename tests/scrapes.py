@@ -3,11 +3,14 @@
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from fastapi1.http_metrics import recorder
+
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def sample(name: str, **labels: str) -> float:
-    """A sample of this process's registry (0 when it was never recorded)."""
+    """A sample of this process's registry (0 when it was never recorded), HTTP requests recorded so far included."""
+    recorder.flush()
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 

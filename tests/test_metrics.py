@@ -1,17 +1,19 @@
 """GET /metrics in one process: the text format, HTTP requests by route template, the pool gauges."""
 
 import asyncio
+import bisect
 import uuid
 
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import text
 
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database
 from fastapi1.http_metrics import UNMATCHED, RouteLabels
-from fastapi1.metrics import MAX_MODEL_NAMES, OTHER, BoundedLabel
+from fastapi1.metrics import HTTP_DURATION_BUCKETS, MAX_MODEL_NAMES, OTHER, BoundedLabel, CountedHistogram
 from fastapi1.serve import metrics_directory
 from tests.predictions.support import until
 from tests.scrapes import Samples, parse, sample, value
@@ -133,3 +135,27 @@ class TestMetricsDirectory:
         # This process imported it with the application: values already live in memory here.
         with pytest.raises(RuntimeError, match="imported before"), metrics_directory(None):
             pass
+
+
+def histogram_samples(histogram: Histogram) -> dict[tuple[str, str], float]:
+    """Bucket, count and sum samples by suffix and bound (``_created`` left out: a time)."""
+    return {
+        (sample.name.removeprefix(histogram._name), sample.labels.get("le", "")): sample.value
+        for sample in histogram.collect()[0].samples
+        if not sample.name.endswith("_created")
+    }
+
+
+class TestCountedHistogram:
+    def test_counts_per_bucket_give_what_one_observe_per_value_gives(self) -> None:
+        registry = CollectorRegistry()
+        observed = Histogram("observed", "", buckets=HTTP_DURATION_BUCKETS, registry=registry)
+        counted = CountedHistogram("counted", "", buckets=HTTP_DURATION_BUCKETS, registry=registry)
+        durations = [0.0, 0.005, 0.0051, 0.3, 2.5, 10.0, 11.0, 1e9]
+        counts = [0] * len(HTTP_DURATION_BUCKETS)
+        for seconds in durations:
+            observed.observe(seconds)
+            counts[bisect.bisect_left(HTTP_DURATION_BUCKETS, seconds)] += 1
+        counted.observe_counts(counts, sum(durations))
+        assert histogram_samples(counted) == histogram_samples(observed)
+        assert histogram_samples(counted)[("_count", "")] == len(durations)

@@ -91,10 +91,15 @@ class TestInstanceMetrics:
                 break
         served = instance.heartbeats_logged()
         assert set(served) == instance.api_pids, served
+
+        def heartbeats(samples: Samples) -> float:
+            return total(samples, "fastapi1_http_requests_total", route="/status/heartbeat", status="204")
+
+        # Each process writes its request counts within FLUSH_INTERVAL_S; then every scrape has them all.
+        poll(lambda: heartbeats(instance.scrape()) == served.total())
         for _ in range(6):
             samples = instance.scrape()
-            heartbeats = total(samples, "fastapi1_http_requests_total", route="/status/heartbeat", status="204")
-            assert heartbeats == served.total(), (served, samples)
+            assert heartbeats(samples) == served.total(), (served, samples)
 
     def test_every_scrape_includes_the_worker_process_transitions(self, instance: Instance) -> None:
         # Created on an HTTP worker; claimed and delivered by the worker process.

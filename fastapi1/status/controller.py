@@ -5,6 +5,7 @@ import asyncio
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database
 from fastapi1.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
+from fastapi1.http_metrics import recorder
 from fastapi1.metrics import exposition
 from fastapi1.status.schemas import Readiness
 
@@ -35,4 +36,5 @@ async def scrape() -> bytes:
 
     In a thread: with many processes the scrape reads many files, and the loop keeps serving.
     """
+    recorder.flush()
     return await asyncio.to_thread(exposition)
