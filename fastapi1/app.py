@@ -16,12 +16,14 @@ from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
 from fastapi1.docs import install_docs
 from fastapi1.errors import install_error_handlers
+from fastapi1.http_metrics import HttpMetricsMiddleware
 from fastapi1.logging import RequestLogMiddleware
 from fastapi1.notifications.views import router as notifications_router
 from fastapi1.openapi import Fastapi1
 from fastapi1.predictions.controller import open_gateway
 from fastapi1.predictions.views import router as predictions_router
 from fastapi1.services.views import router as services_router
+from fastapi1.status.views import metrics_router
 from fastapi1.status.views import router as status_router
 
 
@@ -82,9 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added first, so it runs inside the request log and every 413 is logged.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=LIMITS.max_body_bytes)
     app.add_middleware(RequestLogMiddleware)
+    # Outermost: its durations include the request log's, and every 413 and 500 is counted.
+    app.add_middleware(HttpMetricsMiddleware, routes=app.router.routes)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(status_router)
+    app.include_router(metrics_router)
     app.include_router(notifications_router)
     app.include_router(services_router)
     app.include_router(additions_router)

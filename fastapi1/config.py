@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, description="Worker processes serving HTTP.")
     log_config: Path = Field(default=Path("log.ini"), description="logging.config.fileConfig file.")
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None,
+        description="Directory the instance's processes share their metrics in; emptied at start."
+        " Unset: a fresh temporary directory, removed at exit.",
+    )
 
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per engine and worker.")
     db_max_overflow: int = Field(

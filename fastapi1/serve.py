@@ -1,19 +1,27 @@
-"""Launcher used by ``scripts/run_app.sh``: database, migrations, delivery workers, then HTTP workers.
+"""Launcher used by ``scripts/run_app.sh``: metrics, database, migrations, delivery workers, then HTTP workers.
 
 ``python -m fastapi1.serve`` starts the embedded PostgreSQL when ``DATABASE_URL`` is unset
 (once, in this process, so every worker shares it), migrates to head, starts
 ``WORKER_PROCESSES`` delivery workers (``python -m fastapi1.worker``), and serves with
 uvicorn (one worker) or gunicorn with uvicorn workers (``WORKERS`` > 1). When serving stops,
 the delivery workers are stopped (SIGTERM, then their shutdown timeout), then the database.
+
+Before any of that it prepares the metrics directory (``PROMETHEUS_MULTIPROC_DIR``, empty) and
+exports it, so that every process it starts writes its metrics there and ``GET /metrics`` on
+any HTTP worker covers the instance (see :mod:`fastapi1.metrics`). A process that exits is
+marked dead there, so that its gauges leave the sums.
 """
 
 import contextlib
 import logging.config
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -25,6 +33,9 @@ from fastapi1.db.migrate import upgrade_to_head
 from fastapi1.shutdown import DrainingServer, gunicorn_graceful_timeout, uvicorn_config
 
 logger = logging.getLogger("fastapi1")
+
+# prometheus-client's variable, read when it is imported in each process (and by Settings).
+METRICS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
@@ -50,6 +61,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             # first removes the second's when it stops. Nothing here uses gunicornc; signals
             # to the arbiter work as before.
             "control_socket_disable": True,
+            "child_exit": on_worker_exit,
         }
         super().__init__()
 
@@ -67,6 +79,62 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         from fastapi1.app import create_app
 
         return create_app()
+
+
+def on_worker_exit(server: Any, worker: Any) -> None:
+    """Gunicorn's ``child_exit`` hook, in the arbiter: the worker's gauges leave the metrics.
+
+    Args:
+        server: The arbiter.
+        worker: The worker that exited.
+    """
+    mark_process_dead(worker.pid)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop the live gauges of an exited process from the instance's metrics directory.
+
+    Args:
+        pid: The process's id.
+    """
+    # Imported here, once the directory is exported: never before metrics_directory.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+@contextlib.contextmanager
+def metrics_directory(configured: Path | None) -> Iterator[Path]:
+    """Prepare the directory every process of the instance writes its metrics to, and export it.
+
+    prometheus-client picks where its values live when it is imported, so the variable must be
+    set before any process of the instance imports it: this one included.
+
+    Args:
+        configured: ``PROMETHEUS_MULTIPROC_DIR``, emptied here; None for a temporary directory.
+
+    Yields:
+        The directory; a temporary one is removed on exit.
+
+    Raises:
+        RuntimeError: When prometheus-client was imported already.
+    """
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before the metrics directory was set")
+    if configured is None:
+        directory = Path(tempfile.mkdtemp(prefix="fastapi1-metrics-"))
+    else:
+        directory = configured
+        directory.mkdir(parents=True, exist_ok=True)
+        # Counters of a previous run of the instance would otherwise be summed with this one's.
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+    os.environ[METRICS_DIRECTORY_VARIABLE] = str(directory)
+    try:
+        yield directory
+    finally:
+        if configured is None:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def serve(settings: Settings) -> None:
@@ -141,6 +209,7 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float) -> None
             logger.error("Delivery worker %d did not stop in %.0fs; killing it", worker.pid, timeout)
             worker.kill()
             worker.wait()
+        mark_process_dead(worker.pid)
 
 
 def main() -> None:
@@ -150,6 +219,7 @@ def main() -> None:
     settings = load_settings()
     logging.config.fileConfig(settings.log_config, disable_existing_loggers=False)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(metrics_directory(settings.prometheus_multiproc_dir))
         if settings.database_url is None:
             url = stack.enter_context(embedded_postgres(settings.embedded_data_dir))
             # Workers inherit the environment, so they all connect to this one server.

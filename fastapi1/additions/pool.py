@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from fastapi1.additions import compute
 from fastapi1.errors import ProcessingError
+from fastapi1.metrics import COMPUTE_TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,8 @@ R = TypeVar("R")
 # Below this many items a chunk is not worth a trip to another process on its own.
 MIN_CHUNK = 2_000
 CHUNKS_PER_WORKER = 2
+# Outcomes of the pool's tasks (chunks) in fastapi1_compute_tasks_total.
+OK, FAILED = "ok", "failed"
 
 
 class ComputePool:
@@ -104,8 +107,10 @@ class ComputePool:
                 )
             )
         except BrokenProcessPool as error:
+            COMPUTE_TASKS.labels(FAILED).inc(len(bounds))
             self.replace_broken(executor)
             raise ProcessingError("Processing failed: a worker process died; the request can be retried") from error
+        COMPUTE_TASKS.labels(OK).inc(len(bounds))
         return list(results), len(bounds), time.perf_counter() - started
 
     def replace_broken(self, broken: ProcessPoolExecutor) -> None:

@@ -1,25 +1,87 @@
 """Engines and session factories for the primary database and its optional read replica."""
 
+import functools
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 
 from fastapi1.config import Settings
+from fastapi1.metrics import DB_POOL_CHECKED_OUT, DB_POOL_WAITING
 
 
-def create_engine(url: str, settings: Settings) -> AsyncEngine:
+class MeteredPool(AsyncAdaptedQueuePool):
+    """The engine's pool, reporting connections checked out and checkouts waiting (``fastapi1_db_pool_*``)."""
+
+    # SQLAlchemy names a pool's logger after its class: keep it among SQLAlchemy's (root: WARNING),
+    # not under fastapi1's INFO logger, where every dispose would log.
+    __module__ = "sqlalchemy.pool"
+    checked_out = DB_POOL_CHECKED_OUT.labels("write")
+    waiting = DB_POOL_WAITING.labels("write")
+    # What this pool has added to the checked-out gauge so far: the gauge is adjusted by the
+    # difference, so pools sharing a label in one process add up and none drifts.
+    reported = 0
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        """Check a connection out; a checkout that finds no idle connection counts as waiting meanwhile.
+
+        Returns:
+            The pool entry.
+        """
+        if self.checkedin():
+            entry = super()._do_get()
+        else:
+            self.waiting.inc()
+            try:
+                entry = super()._do_get()
+            finally:
+                self.waiting.dec()
+        self.report_checked_out()
+        return entry
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        """Return a connection to the pool.
+
+        Args:
+            record: The pool entry.
+        """
+        super()._do_return_conn(record)
+        self.report_checked_out()
+
+    def report_checked_out(self) -> None:
+        """Bring the checked-out gauge up to date with this pool's count."""
+        current = self.checkedout()
+        if current != self.reported:
+            self.checked_out.inc(current - self.reported)
+            self.reported = current
+
+
+@functools.cache
+def metered_pool(engine: str) -> type[MeteredPool]:
+    """The pool class of an engine label; a class, because the pool is rebuilt from its class on dispose.
+
+    Args:
+        engine: ``write`` or ``read``.
+    """
+    gauges = {"checked_out": DB_POOL_CHECKED_OUT.labels(engine), "waiting": DB_POOL_WAITING.labels(engine)}
+    return type(f"MeteredPool_{engine}", (MeteredPool,), {"__module__": MeteredPool.__module__, **gauges})
+
+
+def create_engine(url: str, settings: Settings, name: str = "write") -> AsyncEngine:
     """Create an asyncpg engine sized and timed by the settings.
 
     Args:
         url: An asyncpg database URL.
         settings: Pool sizes and timeouts.
+        name: The engine's label in the pool metrics: ``write`` or ``read``.
 
     Returns:
         The engine; it opens no connection until first used.
     """
     return create_async_engine(
         url,
+        poolclass=metered_pool(name),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
@@ -52,7 +114,7 @@ class Database:
             The database handle.
         """
         write_engine = create_engine(write_url, settings)
-        read_engine = create_engine(read_url, settings) if read_url else write_engine
+        read_engine = create_engine(read_url, settings, "read") if read_url else write_engine
         # Reads run in autocommit: each SELECT is its own snapshot, and the BEGIN and
         # ROLLBACK round trips around it disappear (a GET is then one round trip).
         autocommit_reads = read_engine.execution_options(isolation_level="AUTOCOMMIT")

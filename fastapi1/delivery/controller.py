@@ -7,7 +7,7 @@ worker holds when it dies is claimed again when the lease runs out.
 """
 
 import asyncio
-import functools
+import collections
 import logging
 import random
 import uuid
@@ -22,6 +22,7 @@ from fastapi1.db.engine import Database
 from fastapi1.delivery import dao
 from fastapi1.delivery.providers import Message, PermanentFailure, Providers, TransientFailure
 from fastapi1.errors import database_unavailable
+from fastapi1.metrics import NOTIFICATION_TRANSITIONS
 from fastapi1.notifications import controller as notifications_controller
 from fastapi1.services import templating
 from fastapi1.worker.claims import DATABASE_ERRORS, ClaimLoop
@@ -76,6 +77,32 @@ def to_message(row: Row[tuple[object, ...]], templates: dict[uuid.UUID, templati
     return Message(values["id"], values["to"], subject, body)
 
 
+def count_claims(rows: Sequence[Row[tuple[object, ...]]]) -> None:
+    """Count committed claims: a first attempt leaves ``created``, a later one was ``sending`` already.
+
+    Args:
+        rows: Rows of :func:`dao.claim`.
+    """
+    first = sum(1 for row in rows if row.attempts == 1)
+    if first:
+        NOTIFICATION_TRANSITIONS.labels(notifications_controller.INITIAL_STATUS, SENDING).inc(first)
+    if len(rows) > first:
+        NOTIFICATION_TRANSITIONS.labels(SENDING, SENDING).inc(len(rows) - first)
+
+
+def count_outcomes(outcomes: dao.Outcomes, recorded: set[uuid.UUID]) -> None:
+    """Count committed outcomes, each a change from ``sending``; outcomes that changed nothing are not counted.
+
+    Args:
+        outcomes: The outcomes written.
+        recorded: The ids whose row changed.
+    """
+    pairs = zip(outcomes.ids, outcomes.statuses, strict=True)
+    changes = collections.Counter(status for notification_id, status in pairs if notification_id in recorded)
+    for status, count in changes.items():
+        NOTIFICATION_TRANSITIONS.labels(SENDING, status).inc(count)
+
+
 class Relay(ClaimLoop):
     """Claims, delivers and records until stopped; owns its delivery tasks."""
 
@@ -119,6 +146,7 @@ class Relay(ClaimLoop):
             return False
         async with self.database.write_sessions() as session, session.begin():
             rows = await dao.claim(session, limit, self.lease)
+        count_claims(rows)
         if rows:
             self.free -= len(rows)
             self.held.update((row.id, row.attempts) for row in rows)
@@ -215,7 +243,14 @@ class Relay(ClaimLoop):
         Args:
             outcomes: The outcomes.
         """
-        await self.write(functools.partial(dao.record, outcomes=outcomes), f"{len(outcomes.ids)} outcomes")
+        recorded: set[uuid.UUID] = set()
+
+        async def record_outcomes(session: AsyncSession) -> None:
+            recorded.clear()
+            recorded.update(await dao.record(session, outcomes))
+
+        await self.write(record_outcomes, f"{len(outcomes.ids)} outcomes")
+        count_outcomes(outcomes, recorded)
         for notification_id in outcomes.ids:
             self.held.pop(notification_id, None)
         if any(delay is not None for delay in outcomes.delays):
@@ -236,4 +271,5 @@ class Relay(ClaimLoop):
                 raise
             logger.warning("Could not release %d notifications; their leases will run out: %s", len(self.held), error)
             return
+        count_outcomes(outcomes, released)
         logger.info("Released %d unfinished notifications", len(released))

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.config import LIMITS
 from fastapi1.errors import NotFound, Unprocessable
+from fastapi1.metrics import NO_STATUS, NOTIFICATION_TRANSITIONS
 from fastapi1.notifications import dao
 from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord, NotificationStatus, StatusFilter
 from fastapi1.services import dao as services_dao
@@ -156,6 +157,8 @@ async def create_notifications(
             }
         )
     await dao.insert_notifications(session, rows, INITIAL_STATUS, now)
+    # Counted once inserted: the request's commit follows, and a failed commit is a 503.
+    NOTIFICATION_TRANSITIONS.labels(NO_STATUS, INITIAL_STATUS).inc(len(created))
     return created
 
 

@@ -39,6 +39,7 @@ from typing import Any, Generic, Self, TypeVar, cast
 
 from fastapi1.config import Settings
 from fastapi1.errors import BackendFailed, Overloaded, ServiceUnavailable
+from fastapi1.metrics import PREDICTION_QUEUE_ROWS, record_backend_call
 from fastapi1.predictions.backends import BackendError, RowFailed
 
 logger = logging.getLogger(__name__)
@@ -192,15 +193,22 @@ class Abandonment:
 class Batcher(Generic[K, R, T]):
     """Batches rows by key across concurrent requests; an async context manager owning its tasks."""
 
-    def __init__(self, policy: BatchPolicy, call: Callable[[K, list[R]], Awaitable[Sequence[T | RowFailed]]]) -> None:
+    def __init__(
+        self,
+        policy: BatchPolicy,
+        call: Callable[[K, list[R]], Awaitable[Sequence[T | RowFailed]]],
+        labels: Callable[[K], tuple[str, str | None]] | None = None,
+    ) -> None:
         """Prepare an idle batcher; ``async with`` starts and stops it.
 
         Args:
             policy: Batch size, wait, concurrency, queue bound and call timeout.
             call: Sends one batch of rows sharing a key; one result per row.
+            labels: The model name and agent type of a key, for the backend metrics; None records none.
         """
         self.policy = policy
         self.call = call
+        self.labels = labels
         self.groups: dict[K, Group[K, R, T]] = {}
         # Due groups, in the order they fell due: the queue for call slots.
         self.due: OrderedDict[Group[K, R, T], None] = OrderedDict()
@@ -238,6 +246,8 @@ class Batcher(Generic[K, R, T]):
                 ticket.future.set_exception(ServiceUnavailable("The prediction service is shutting down"))
         for task in self.running:
             task.cancel()
+        PREDICTION_QUEUE_ROWS.dec(self.queued_rows)
+        self.queued_rows = 0
         # The block's own exception is the caller's to see, not wrapped in the group's.
         await self.tasks.__aexit__(None, None, None)
 
@@ -276,6 +286,7 @@ class Batcher(Generic[K, R, T]):
         for key, (rows, positions) in split_by_key(items).items():
             self._enqueue(ticket, key, rows, positions, now)
         self.queued_rows += len(items)
+        PREDICTION_QUEUE_ROWS.inc(len(items))
         self.tickets.add(ticket)
         ticket.future.add_done_callback(functools.partial(self._on_ticket_done, ticket))
         self._dispatch()
@@ -418,6 +429,7 @@ class Batcher(Generic[K, R, T]):
         count = part.taken - start
         part.group.rows -= count
         self.queued_rows -= count
+        PREDICTION_QUEUE_ROWS.dec(count)
         if part.taken == len(part.rows):
             del part.group.parts[part]
         return part, start, part.taken
@@ -434,6 +446,7 @@ class Batcher(Generic[K, R, T]):
             del part.group.parts[part]
             part.group.rows -= left
             self.queued_rows -= left
+            PREDICTION_QUEUE_ROWS.dec(left)
 
     def _on_ticket_done(self, ticket: Ticket[K, R, T], future: asyncio.Future[list[T]]) -> None:
         """A request was answered, failed or cancelled: whatever it still had queued leaves.
@@ -505,10 +518,12 @@ class Batcher(Generic[K, R, T]):
             if len(results) != len(rows):
                 raise BackendError(f"{len(results)} answers for {len(rows)} rows")
         except Exception as error:  # any failure of a call fails its batch, never the batcher's TaskGroup
+            self._record(key, len(rows), failed=True)
             self._fail(segments, self._reason(key, len(rows), error))
             return
         finally:
             self.call_seconds += CALL_SECONDS_SMOOTHING * (loop.time() - started - self.call_seconds)
+        self._record(key, len(rows), failed=False)
         # One line per call, so batching shows from outside (the predict benchmark counts these).
         logger.info(
             "Backend call for %r: %d rows in %.3f s; its oldest row waited %.3f s",
@@ -521,6 +536,18 @@ class Batcher(Generic[K, R, T]):
         for part, start, stop in segments:
             part.ticket.fill(part.positions[start:stop], results[offset : offset + stop - start])
             offset += stop - start
+
+    def _record(self, key: K, rows: int, *, failed: bool) -> None:
+        """Count a backend call that ended (one given up because its clients left is not counted).
+
+        Args:
+            key: The batch's key.
+            rows: Rows in the batch.
+            failed: Whether the call failed.
+        """
+        if self.labels is not None:
+            nn_model_name, agent_type = self.labels(key)
+            record_backend_call(nn_model_name, agent_type, rows, failed=failed)
 
     def _reason(self, key: K, rows: int, error: Exception) -> str:
         """Log a failed call once and say why it failed, in words fit for its clients.

@@ -71,10 +71,19 @@ async def open_gateway(settings: Settings, broker: Broker | None = None) -> Asyn
     async with (
         open_backend(settings) as backend,
         Batcher[BatchKey, Row, Result](
-            BatchPolicy.from_settings(settings), functools.partial(call_backend, backend)
+            BatchPolicy.from_settings(settings), functools.partial(call_backend, backend), batch_labels
         ) as batcher,
     ):
         yield Gateway(batcher, settings.text_model_name)
+
+
+def batch_labels(key: BatchKey) -> tuple[str, str | None]:
+    """The model name and agent type of a batch, for the backend metrics.
+
+    Args:
+        key: The batch's key.
+    """
+    return key.nn_model_name, key.agent_type
 
 
 def agent_key(agent: AgentRequest) -> BatchKey:

@@ -1,4 +1,4 @@
-"""Readiness logic: does every dependency answer in time."""
+"""Readiness logic: does every dependency answer in time; and the metrics scrape."""
 
 import asyncio
 
@@ -6,6 +6,8 @@ from fastapi1.config import Settings
 from fastapi1.db.engine import Database
 from fastapi1.draining import is_draining
 from fastapi1.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
+from fastapi1.http_metrics import recorder
+from fastapi1.metrics import exposition
 from fastapi1.status.schemas import Readiness
 
 
@@ -31,3 +33,12 @@ async def check_readiness(database: Database, settings: Settings) -> Readiness:
     except DATABASE_UNAVAILABLE as error:
         raise ServiceUnavailable(f"Database unavailable: {type(error).__name__}") from error
     return Readiness(database="ok")
+
+
+async def scrape() -> bytes:
+    """The metrics of every process of the instance (of this one when it runs alone), as Prometheus text.
+
+    In a thread: with many processes the scrape reads many files, and the loop keeps serving.
+    """
+    recorder.flush()
+    return await asyncio.to_thread(exposition)

@@ -13,6 +13,9 @@ from httpx import AsyncClient
 from fastapi1.additions import compute
 from fastapi1.additions.pool import MIN_CHUNK, ComputePool
 from tests.additions.slow import Gate, gated_add_pairs
+from tests.scrapes import sample
+
+TASKS = "fastapi1_compute_tasks_total"
 
 
 class TestChunking:
@@ -55,6 +58,7 @@ class TestWorkerDeath:
     async def test_a_killed_worker_fails_its_request_with_400_and_the_pool_recovers(
         self, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        ok, failed = sample(TASKS, outcome="ok"), sample(TASKS, outcome="failed")
         async with Gate() as gate:
             monkeypatch.setattr(compute, "add_pairs", partial(gated_add_pairs, gate.address))
             request = asyncio.create_task(client.post("/add", json={"batchid": "doomed", "payload": [[1, 2]]}))
@@ -68,6 +72,7 @@ class TestWorkerDeath:
         retried = await client.post("/add", json={"batchid": "doomed", "payload": [[1, 2]]})
         assert retried.status_code == 200
         assert retried.json()["response"] == [3]
+        assert (sample(TASKS, outcome="ok"), sample(TASKS, outcome="failed")) == (ok + 1, failed + 1)
 
     async def test_a_worker_that_died_between_requests_costs_one_400_at_most(
         self, app: FastAPI, client: AsyncClient
