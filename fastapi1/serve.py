@@ -19,12 +19,44 @@ from typing import Any
 
 import uvicorn
 from gunicorn.app.base import BaseApplication
+from uvicorn_worker import UvicornWorker
 
 from fastapi1.config import DeliverySettings, Settings
 from fastapi1.db.embedded import embedded_postgres
 from fastapi1.db.migrate import upgrade_to_head
+from fastapi1.http import bounded_protocol
+from fastapi1.logging import configure_log_format
 
 logger = logging.getLogger("fastapi1")
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn options that bound connections, the same with and without gunicorn.
+
+    Args:
+        settings: The HTTP settings.
+
+    Returns:
+        Keyword arguments for ``uvicorn.Config``.
+    """
+    return {
+        "loop": "uvloop",
+        "http": bounded_protocol(settings),
+        "timeout_keep_alive": settings.http_keep_alive_s,
+        "limit_concurrency": settings.http_limit_concurrency,
+    }
+
+
+def worker_class(settings: Settings) -> type[UvicornWorker]:
+    """gunicorn's uvicorn worker with the options of :func:`uvicorn_options` (they override gunicorn's).
+
+    Args:
+        settings: The HTTP settings.
+
+    Returns:
+        A UvicornWorker subclass.
+    """
+    return type("Fastapi1Worker", (UvicornWorker,), {"CONFIG_KWARGS": uvicorn_options(settings)})
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
@@ -39,7 +71,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         self.options: dict[str, Any] = {
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
-            "worker_class": "uvicorn_worker.UvicornWorker",
+            "worker_class": worker_class(settings),
             "logconfig": str(settings.log_config),
             "graceful_timeout": 10,
             "timeout": 60,
@@ -82,9 +114,8 @@ def serve(settings: Settings) -> None:
         factory=True,
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
-        http="httptools",
         log_config=str(settings.log_config),
+        **uvicorn_options(settings),
     )
 
 
@@ -156,6 +187,7 @@ def main() -> None:
         signal.signal(stop_signal, exit_cleanly)
     settings = Settings()
     logging.config.fileConfig(settings.log_config, disable_existing_loggers=False)
+    configure_log_format(settings.log_format)
     with contextlib.ExitStack() as stack:
         if settings.database_url is None:
             url = stack.enter_context(embedded_postgres(settings.embedded_data_dir))
