@@ -314,17 +314,28 @@ class BodyCounter:
         """
         if self.body_done:
             return await self.inner()
-        if self.deadline is None:
-            self.deadline = asyncio.get_running_loop().time() + self.body_timeout_s
-        try:
-            async with asyncio.timeout_at(self.deadline):
-                message = await self.inner()
-        except TimeoutError:
-            detail = f"Request body not received within {self.body_timeout_s:g} seconds"
-            raise HTTPException(status_code=408, detail=detail, headers={"Connection": "close"}) from None
+        message = await self.receive_in_time()
         if message["type"] == "http.request":
             self.remaining -= len(message.get("body", b""))
             if self.remaining < 0:
                 raise HTTPException(status_code=413, detail=self.detail)
             self.body_done = not message.get("more_body", False)
         return message
+
+    async def receive_in_time(self) -> Message:
+        """Receive the next message before the body's deadline, which starts at the first read.
+
+        Returns:
+            The message.
+
+        Raises:
+            HTTPException: 408 with ``Connection: close`` when the deadline passed first.
+        """
+        if self.deadline is None:
+            self.deadline = asyncio.get_running_loop().time() + self.body_timeout_s
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await self.inner()
+        except TimeoutError:
+            detail = f"Request body not received within {self.body_timeout_s:g} seconds"
+            raise HTTPException(status_code=408, detail=detail, headers={"Connection": "close"}) from None

@@ -110,7 +110,9 @@ class Settings(BaseSettings):
         default=30.0, ge=0, description="PostgreSQL idle_in_transaction_session_timeout of every connection (0: none)."
     )
     db_command_timeout_s: float = Field(
-        default=12.0, gt=0, description="Client-side bound on each statement (asyncpg command_timeout), for a hung server."
+        default=12.0,
+        gt=0,
+        description="Client-side bound on each statement (asyncpg command_timeout), for a hung server.",
     )
     db_application_name: str = Field(
         default="fastapi1", max_length=63, description="application_name of every connection (pg_stat_activity)."

@@ -12,7 +12,8 @@ from sqlalchemy import exc as sa_exc
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from fastapi1.logging import CLIENT_CLOSED_REQUEST, LogThrottle
+from fastapi1.logging import CLIENT_CLOSED_REQUEST as CLIENT_CLOSED_REQUEST
+from fastapi1.logging import LogThrottle
 from fastapi1.responses import OrjsonResponse
 
 logger = logging.getLogger("fastapi1")

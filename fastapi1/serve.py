@@ -19,7 +19,7 @@ from typing import Any
 
 import uvicorn
 from gunicorn.app.base import BaseApplication
-from uvicorn_worker import UvicornWorker
+from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
 from fastapi1.config import DeliverySettings, Settings
 from fastapi1.db.embedded import embedded_postgres

@@ -42,12 +42,11 @@ class TestSessionSettings:
                 "db_application_name": "fastapi1-test",
             }
         )
-        async with serving(custom) as (app, _):
-            async with app.state.database.write_engine.connect() as connection:
-                shown = [
-                    (await connection.execute(text(f"SHOW {name}"))).scalar_one()
-                    for name in ("statement_timeout", "idle_in_transaction_session_timeout", "application_name")
-                ]
+        async with serving(custom) as (app, _), app.state.database.write_engine.connect() as connection:
+            shown = [
+                (await connection.execute(text(f"SHOW {name}"))).scalar_one()
+                for name in ("statement_timeout", "idle_in_transaction_session_timeout", "application_name")
+            ]
         assert shown == ["7500ms", "4s", "fastapi1-test"]
 
     async def test_a_statement_over_statement_timeout_is_a_503(self, settings: Settings, own_database_url: str) -> None:
@@ -118,22 +117,26 @@ class TestReadiness:
     async def test_ready_is_503_within_its_budget_when_the_database_stalls(
         self, settings: Settings, own_database_url: str
     ) -> None:
-        async with TcpProxy.to_database(own_database_url) as proxy:
-            async with serving(settings.model_copy(update={"database_url": proxy.url, "ready_timeout": 0.5})) as (_, http):
-                assert (await http.get("/status/ready")).status_code == 200
-                proxy.stall()
-                ready = await asyncio.wait_for(http.get("/status/ready"), ANSWER_WITHIN_STALL_S)
-                proxy.resume()
-                assert ready.status_code == 503
-                assert ready.json()["detail"] == "Database unavailable: TimeoutError"
-                assert (await http.get("/status/ready")).status_code == 200
+        async with (
+            TcpProxy.to_database(own_database_url) as proxy,
+            serving(settings.model_copy(update={"database_url": proxy.url, "ready_timeout": 0.5})) as (_, http),
+        ):
+            assert (await http.get("/status/ready")).status_code == 200
+            proxy.stall()
+            ready = await asyncio.wait_for(http.get("/status/ready"), ANSWER_WITHIN_STALL_S)
+            proxy.resume()
+            assert ready.status_code == 503
+            assert ready.json()["detail"] == "Database unavailable: TimeoutError"
+            assert (await http.get("/status/ready")).status_code == 200
 
 
 class TestFullPool:
     async def test_a_full_pool_on_a_healthy_database_is_503_busy_with_retry_after(
         self, settings: Settings, own_database_url: str
     ) -> None:
-        tight = settings.model_copy(update={"database_url": own_database_url, "db_pool_size": 1, "db_pool_timeout": 0.2})
+        tight = settings.model_copy(
+            update={"database_url": own_database_url, "db_pool_size": 1, "db_pool_timeout": 0.2}
+        )
         async with serving(tight) as (app, http):
             async with app.state.database.write_engine.connect():  # the only connection, held
                 busy = await http.get("/notifications/v1/?limit=1")
@@ -161,7 +164,8 @@ class TestHonestErrors:
                 response = await http.get("/not-the-database")
         assert (response.status_code, response.json()) == (500, {"detail": "Internal server error"})
         (logged,) = [record for record in caplog.records if record.exc_info]
-        assert logged.exc_info is not None and logged.exc_info[1] is error
+        assert logged.exc_info is not None
+        assert logged.exc_info[1] is error
 
     async def test_a_refused_connection_is_still_the_database_503(self, settings: Settings) -> None:
         refused = settings.model_copy(update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/postgres"})

@@ -140,7 +140,7 @@ class TestSlowClients:
         with connect(short_timeouts) as connection:
             connection.sendall(
                 b"POST /services/v1/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100\r\nX-Request-ID: slow-body\r\n\r\n{\"name\": "
+                b'Content-Length: 100\r\nX-Request-ID: slow-body\r\n\r\n{"name": '
             )
             head = read_head(connection)
             assert head.startswith(b"HTTP/1.1 408")

@@ -55,7 +55,9 @@ class TestRequestIdOnLogRecords:
     ) -> None:
         service = (await client.post("/services/v1/", json={"name": "rid"})).json()
         with caplog.at_level(logging.INFO):
-            await client.post("/add", json={"batchid": "rid-batch", "payload": [[1, 2]]}, headers={"X-Request-ID": "r1"})
+            await client.post(
+                "/add", json={"batchid": "rid-batch", "payload": [[1, 2]]}, headers={"X-Request-ID": "r1"}
+            )
             await client.get(f"/services/v1/{service['id']}", headers={"X-Request-ID": "r2"})
         by_id: dict[str, list[str]] = {}
         for record in caplog.records:

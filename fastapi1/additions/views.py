@@ -85,7 +85,11 @@ async def get_batch(batchid: BatchIdPath, session: ReadSession) -> AddResponse:
     return await controller.get_batch(session, batchid)
 
 
-@router.post("/add_numbers", summary="Sum a list of integers", responses=responses(ProcessingError, Overloaded) | CONTENT_TOO_LARGE)
+@router.post(
+    "/add_numbers",
+    summary="Sum a list of integers",
+    responses=responses(ProcessingError, Overloaded) | CONTENT_TOO_LARGE,
+)
 async def add_numbers(request: AddNumbersRequest, pool: ComputePoolDep) -> AddNumbersResponse:
     """Sum 1 to 100,000 signed 64-bit integers on the process pool.
 

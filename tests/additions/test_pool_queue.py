@@ -87,4 +87,6 @@ class TestComputeQueueOverHttp:
         for response in (busy, numbers):
             assert (response.status_code, response.json()) == (503, {"detail": BUSY})
             assert response.headers["retry-after"] == "1"
-        assert (await client.post("/add", json={"batchid": "queue-free", "payload": [[1, 2]]})).json()["response"] == [3]
+        assert (await client.post("/add", json={"batchid": "queue-free", "payload": [[1, 2]]})).json()["response"] == [
+            3
+        ]
