@@ -2,10 +2,10 @@
 
 import contextvars
 import logging
+import os
 import re
 import threading
 import time
-import uuid
 from asyncio import CancelledError
 from typing import Any
 
@@ -25,8 +25,19 @@ CLIENT_CLOSED_REQUEST = 499
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 
+def new_request_id() -> str:
+    """A fresh id: 128 random bits as 32 hex digits, like a uuid4's hex.
+
+    ``os.urandom`` directly: building a ``uuid.UUID`` costs several times more per request.
+
+    Returns:
+        The id.
+    """
+    return os.urandom(16).hex()
+
+
 def incoming_request_id(scope: Scope) -> str:
-    """The client's ``X-Request-ID`` when it is valid, else a fresh uuid4 hex.
+    """The client's ``X-Request-ID`` when it is valid, else a fresh id.
 
     Args:
         scope: The ASGI connection scope.
@@ -36,8 +47,8 @@ def incoming_request_id(scope: Scope) -> str:
     """
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
-            return value.decode("ascii") if VALID_REQUEST_ID.fullmatch(value) else uuid.uuid4().hex
-    return uuid.uuid4().hex
+            return value.decode("ascii") if VALID_REQUEST_ID.fullmatch(value) else new_request_id()
+    return new_request_id()
 
 
 class RequestLogMiddleware:
@@ -91,7 +102,12 @@ class RequestLogMiddleware:
             raise
         finally:
             elapsed = time.perf_counter() - started
-            extra = {"method": scope["method"], "path": scope["path"], "status": status, "duration": round(elapsed, 6)}
+            # The request fields are only rendered separately in JSON lines; text lines skip building them.
+            extra = (
+                {"method": scope["method"], "path": scope["path"], "status": status, "duration": round(elapsed, 6)}
+                if LogFormatter.json_lines
+                else None
+            )
             logger.info("%s %s %d %.6fs", scope["method"], URL(scope=scope), status, elapsed, extra=extra)
             request_id.reset(token)
 

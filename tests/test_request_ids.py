@@ -76,13 +76,12 @@ class TestRequestIdOnLogRecords:
 
 class TestLogFormats:
     async def test_the_json_line_has_the_request_fields(
-        self, client: AsyncClient, caplog: pytest.LogCaptureFixture
+        self, client: AsyncClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
     ) -> None:
+        monkeypatch.setattr(LogFormatter, "json_lines", True)  # what LOG_FORMAT=json sets
         with caplog.at_level(logging.INFO, logger="fastapi1"):
             await client.get("/status/heartbeat?x=1", headers={"X-Request-ID": "json-1"})
-        formatter = LogFormatter("%(message)s")
-        formatter.json_lines = True
-        line = formatter.format(caplog.records[-1])
+        line = LogFormatter("%(message)s").format(caplog.records[-1])
         assert "\n" not in line
         entry = json.loads(line)
         assert entry["message"].startswith("GET http://test/status/heartbeat?x=1 204 ")
