@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi1.additions.pool import ComputePool
 from fastapi1.additions.views import router as additions_router
 from fastapi1.bodies import BodyLimitMiddleware
+from fastapi1.broker.connection import open_broker
 from fastapi1.config import LIMITS, Settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
@@ -26,7 +27,7 @@ from fastapi1.status.views import router as status_router
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the database engines (and the embedded server if needed), the process pool and the prediction gateway.
+    """Open the database engines (and the embedded server if needed), the process pool, the broker, the gateway.
 
     Everything is closed in reverse order when the application stops.
 
@@ -48,7 +49,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(asyncio.to_thread, pool.shutdown)
         await pool.warm_up()
         app.state.compute_pool = pool
-        app.state.gateway = await stack.enter_async_context(open_gateway(settings))
+        # With a broker the API does not batch: the worker processes do, with every API process's rows.
+        broker = await stack.enter_async_context(open_broker(settings)) if settings.broker_url is not None else None
+        app.state.gateway = await stack.enter_async_context(open_gateway(settings, broker))
         # Everything alive now (modules, routes, compiled statements, pools) lives until exit:
         # frozen, the cyclic garbage collector stops re-scanning it on every collection, which
         # under load showed up as latency spikes (p99 of GET by id 130 ms -> 35 ms, same run).

@@ -159,6 +159,28 @@ class Settings(BaseSettings):
     backend_delay_max_s: float = Field(default=7.0, ge=0, description="Longest delay of a mock backend call.")
     text_model_name: ModelName = Field(default="text-mock", description="Model that answers the text body.")
 
+    broker_url: Annotated[SecretStr | None, BeforeValidator(empty_as_none)] = Field(
+        default=None, description="RabbitMQ (amqp://user:password@host:5672/vhost); unset: no broker, PostgreSQL only."
+    )
+    broker_prefix: str = Field(
+        default="fastapi1",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Prefix of every queue and exchange name, so deployments can share a vhost.",
+    )
+    broker_prefetch: int = Field(default=64, ge=1, description="Unacknowledged messages a consumer holds at most.")
+    broker_delivery_limit: int = Field(
+        default=5, ge=1, description="Deliveries of one message before it goes to the dead-letter queue."
+    )
+    broker_publish_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds a publish waits for the broker's confirm (else 503)."
+    )
+    broker_connect_timeout_s: float = Field(default=5.0, gt=0, description="Seconds to reach the broker at start-up.")
+    broker_reply_margin_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds beyond BACKEND_TIMEOUT_S an API process waits for a worker's answer (else 504).",
+    )
+
     @model_validator(mode="after")
     def check_mock_delays(self) -> "Settings":
         """Refuse a mock delay range whose minimum exceeds its maximum.
@@ -239,6 +261,12 @@ class DeliverySettings(BaseSettings):
     )
     prediction_concurrency: int = Field(default=1_000, ge=1, description="Prediction jobs in flight per worker.")
     prediction_claim_size: int = Field(default=100, ge=1, description="Most prediction jobs claimed per statement.")
+    prediction_prefetch: int = Field(
+        default=10_000,
+        ge=1,
+        le=65_535,
+        description="Synchronous prediction requests a worker takes from the broker at once, to fill its batches.",
+    )
     prediction_poll_interval_s: float = Field(
         default=5.0, gt=0, description="Seconds between job claims when no NOTIFY arrives (NOTIFY wakes at once)."
     )

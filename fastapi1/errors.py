@@ -143,6 +143,12 @@ class BackendFailed(AppError):
     status_code = 502
 
 
+class GatewayTimeout(AppError):
+    """No worker process answered in time (with a broker: none consuming, or all of them too busy)."""
+
+    status_code = 504
+
+
 class ServerBusy(Overloaded):
     """Every pooled database connection stayed busy for DB_POOL_TIMEOUT; retry after ``Retry-After`` seconds."""
 
@@ -167,12 +173,13 @@ def database_unavailable(error: BaseException) -> bool:
     A connection cut in the middle of a statement reaches SQLAlchemy as a plain DBAPIError
     (asyncpg's ConnectionDoesNotExistError has no closer DB-API class) that SQLAlchemy marks
     as having invalidated its connection; a cancelled statement (``statement_timeout``) as a
-    DBAPIError with its SQLSTATE.
+    DBAPIError with its SQLSTATE. A pool timeout counts too (the worker retries it shortly);
+    HTTP requests get the busy 503 for it from its own handler instead.
 
     Args:
         error: What a database call raised.
     """
-    if isinstance(error, DATABASE_UNAVAILABLE):
+    if isinstance(error, (*DATABASE_UNAVAILABLE, sa_exc.TimeoutError)):
         return True
     if not isinstance(error, sa_exc.DBAPIError):
         return False

@@ -30,6 +30,8 @@ from fastapi1.db.session import WriteTransactions, get_read_session, get_write_s
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["tests.brokers"]
+
 
 def asyncpg_dsn(url: str) -> str:
     """Turn a SQLAlchemy asyncpg URL into a DSN that asyncpg.connect accepts."""

@@ -1,4 +1,4 @@
-"""A TCP proxy in front of the test database, to take the database away and bring it back."""
+"""A TCP proxy in front of the test database or broker, to take it away and bring it back."""
 
 import asyncio
 import contextlib
@@ -35,12 +35,12 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowi
 
 
 class TcpProxy:
-    """Listens on a fixed loopback port and forwards every connection to the database."""
+    """Listens on a fixed loopback port and forwards every connection to the server behind it."""
 
-    def __init__(self, database_url: str, port: int) -> None:
+    def __init__(self, connect: Connector, port: int, database_url: str = "") -> None:
         self.database_url = database_url
         self.port = port
-        self.connect = database_connector(database_url)
+        self.connect = connect
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
         self.tasks: set[asyncio.Task[None]] = set()
@@ -57,11 +57,25 @@ class TcpProxy:
     @contextlib.asynccontextmanager
     async def to_database(cls, database_url: str) -> AsyncIterator["TcpProxy"]:
         """Run a proxy to ``database_url`` on a free port for the duration of the block."""
+        async with cls.running(database_connector(database_url), database_url) as proxy:
+            yield proxy
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def to_address(cls, host: str, port: int) -> AsyncIterator["TcpProxy"]:
+        """Run a proxy to ``host:port`` (the broker, say) on a free port for the duration of the block."""
+        async with cls.running(lambda: asyncio.open_connection(host, port)) as proxy:
+            yield proxy
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(cls, connect: Connector, database_url: str = "") -> AsyncIterator["TcpProxy"]:
+        """Run a proxy to what ``connect`` reaches, on a free port, for the duration of the block."""
         probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
         port = probe.sockets[0].getsockname()[1]
         probe.close()
         await probe.wait_closed()
-        proxy = cls(database_url, port)
+        proxy = cls(connect, port, database_url)
         await proxy.start()
         try:
             yield proxy

@@ -4,19 +4,21 @@ import contextlib
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 from sqlalchemy import Row as SqlRow
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fastapi1.broker.connection import Broker
 from fastapi1.config import Settings
 from fastapi1.errors import NotFound, StillProcessing
 from fastapi1.models.predictions import COMPLETE, PENDING
 from fastapi1.predictions import dao
 from fastapi1.predictions.backends import BatchKey, Result, Row, call_backend, open_backend
 from fastapi1.predictions.batcher import Batcher, BatchPolicy
+from fastapi1.predictions.remote import open_remote_rows
 from fastapi1.predictions.schemas import (
     AgentRequest,
     ClientAnswer,
@@ -29,24 +31,43 @@ from fastapi1.predictions.schemas import (
 PredictionBatcher = Batcher[BatchKey, Row, Result]
 
 
+class Rows(Protocol):
+    """What answers a request's rows: the batcher, or in an API process with a broker the workers' batchers."""
+
+    policy: BatchPolicy
+
+    async def run(self, items: Sequence[tuple[BatchKey, Row]]) -> list[Result]:
+        """Answer each row, in the order of ``items``.
+
+        Args:
+            items: ``(key, row)`` pairs of one request.
+        """
+
+
 @dataclass(frozen=True, slots=True)
 class Gateway:
-    """The running batcher, and the model that answers the text body."""
+    """What answers the rows, and the model that answers the text body."""
 
-    batcher: PredictionBatcher
+    batcher: Rows
     text_model: str
 
 
 @contextlib.asynccontextmanager
-async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
-    """Open the configured backend and the batcher in front of it.
+async def open_gateway(settings: Settings, broker: Broker | None = None) -> AsyncIterator[Gateway]:
+    """Open the configured backend and the batcher in front of it, or with ``broker`` the client of the workers.
 
     Args:
         settings: Backend, batching and text model settings.
+        broker: The broker of an API process (``BROKER_URL`` set): its rows are batched by the
+            worker processes. None in a worker, and in an API process without a broker.
 
     Yields:
         The gateway; on exit the batcher stops before the backend closes.
     """
+    if broker is not None:
+        async with open_remote_rows(broker, settings) as rows:
+            yield Gateway(rows, settings.text_model_name)
+        return
     async with (
         open_backend(settings) as backend,
         Batcher[BatchKey, Row, Result](
@@ -74,7 +95,7 @@ def text_key(model_name: str) -> BatchKey:
     return BatchKey("text", model_name, None, 0)
 
 
-async def act(batcher: PredictionBatcher, agents: Iterable[AgentRequest]) -> list[float]:
+async def act(batcher: Rows, agents: Iterable[AgentRequest]) -> list[float]:
     """The backend's action for each agent, in order, batched with other requests' agents.
 
     Args:
@@ -100,7 +121,7 @@ def agents_answer(names: Iterable[str], actions: Iterable[float], response_time:
     }
 
 
-async def predict_agents(batcher: PredictionBatcher, request: ClientRequest, received_at: float) -> ClientAnswer:
+async def predict_agents(batcher: Rows, request: ClientRequest, received_at: float) -> ClientAnswer:
     """Act for each of the client's agents, batched with other clients' agents.
 
     Args:
@@ -115,7 +136,7 @@ async def predict_agents(batcher: PredictionBatcher, request: ClientRequest, rec
     return agents_answer(request.observations, actions, time.perf_counter() - received_at)
 
 
-async def predict_text(batcher: PredictionBatcher, request: TextRequest, model_name: str) -> TextAnswer:
+async def predict_text(batcher: Rows, request: TextRequest, model_name: str) -> TextAnswer:
     """Run the text model on the input, batched with other clients' texts.
 
     Args:

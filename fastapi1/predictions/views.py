@@ -15,6 +15,7 @@ from fastapi1.errors import (
     CLIENT_CLOSED_REQUEST,
     BackendFailed,
     BodyValidationError,
+    GatewayTimeout,
     NotFound,
     Overloaded,
     ServiceUnavailable,
@@ -44,7 +45,7 @@ router = APIRouter(tags=["predictions"])
 T = TypeVar("T")
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = (
-    responses(BackendFailed, Overloaded)
+    responses(BackendFailed, Overloaded, GatewayTimeout)
     | CONTENT_TOO_LARGE
     | {422: {"description": "Invalid body: the field and item are named in `detail`"}}
     | {
@@ -54,6 +55,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = (
             "headers": {"Location": {"description": "`/predict/{prediction_id}`", "schema": {"type": "string"}}},
         }
     }
+)
+ERROR_RESPONSES[503]["description"] = (
+    "Too much work is waiting (retry after the seconds in `Retry-After`), or, with a broker, the broker did not"
+    " take the request within `BROKER_PUBLISH_TIMEOUT_S`"
 )
 READ_RESPONSES: dict[int | str, dict[str, Any]] = responses(StillProcessing, NotFound, ServiceUnavailable)
 READ_RESPONSES[400]["headers"] = {
@@ -199,8 +204,10 @@ async def predict(
     result. Rows of all clients are batched per model, agent type and observation length; a
     batch leaves when it holds `BATCH_MAX_SIZE` rows or its oldest row has waited
     `BATCH_MAX_WAIT_MS`. A failed batch answers its clients 502; a full queue answers 503 with
-    `Retry-After`. With `Async-Mode: true` the request is stored as a job and answered `202`;
-    its answer is then at `GET /predict/{prediction_id}`.
+    `Retry-After`. With a broker (`BROKER_URL`) the rows are batched by the worker processes: a
+    broker that does not take the request answers 503, no worker answering before
+    `BACKEND_TIMEOUT_S` + `BROKER_REPLY_MARGIN_S` answers 504. With `Async-Mode: true` the
+    request is stored as a job and answered `202`; its answer is then at `GET /predict/{prediction_id}`.
 
     \f
     Args:

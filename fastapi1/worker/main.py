@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging.config
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import uvloop
 
+from fastapi1.broker.connection import Broker, open_broker
 from fastapi1.config import DeliverySettings, Settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
@@ -24,7 +25,8 @@ from fastapi1.delivery.controller import Relay
 from fastapi1.delivery.providers import Providers, configured_providers
 from fastapi1.notifications.dao import CREATED_CHANNEL
 from fastapi1.predictions import dao as predictions_dao
-from fastapi1.predictions.controller import open_gateway
+from fastapi1.predictions.consumer import serve_predictions
+from fastapi1.predictions.controller import Gateway, open_gateway
 from fastapi1.predictions.jobs import JobRelay
 from fastapi1.worker.claims import ClaimLoop
 
@@ -69,6 +71,34 @@ async def predict_until_stopped(relay: JobRelay, database_url: str) -> None:
     await claim_until_stopped(relay, database_url, predictions_dao.CREATED_CHANNEL)
 
 
+@contextlib.asynccontextmanager
+async def answering_predictions(
+    broker: Broker | None, gateway: Gateway, delivery: DeliverySettings
+) -> AsyncIterator[None]:
+    """With a broker, answer the API processes' synchronous predictions through ``gateway`` during the block.
+
+    The consumer stops (its requests in flight answered, up to the shutdown timeout) before the
+    gateway closes.
+
+    Args:
+        broker: The broker; None answers nothing.
+        gateway: The worker's batcher.
+        delivery: ``PREDICTION_PREFETCH`` and the shutdown timeout.
+
+    Yields:
+        Control while the worker runs.
+    """
+    if broker is None:
+        yield
+        return
+    consumer = await serve_predictions(broker, gateway, delivery.prediction_prefetch)
+    logger.info("Worker answering predictions from the broker (prefetch %d)", delivery.prediction_prefetch)
+    try:
+        yield
+    finally:
+        await consumer.stop(delivery.delivery_shutdown_timeout_s)
+
+
 def stop_on_parent_exit(loop: asyncio.AbstractEventLoop, parent_fd: int, stop: Callable[[], None]) -> None:
     """Call ``stop`` when the parent's end of a pipe closes, that is when the parent is gone.
 
@@ -105,7 +135,9 @@ async def run(
             url = await stack.enter_async_context(embedded_postgres_async(settings.embedded_data_dir))
         database = Database.connect(url, None, settings)
         stack.push_async_callback(database.dispose)
+        broker = await stack.enter_async_context(open_broker(settings)) if settings.broker_url is not None else None
         gateway = await stack.enter_async_context(open_gateway(settings))
+        await stack.enter_async_context(answering_predictions(broker, gateway, delivery))
         relay = Relay(database, delivery, providers or configured_providers(delivery))
         jobs = JobRelay(database, delivery, gateway)
 

@@ -1,0 +1,1 @@
+"""RabbitMQ through aio-pika: the optional broker between the outbox, the API and the worker processes."""
