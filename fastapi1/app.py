@@ -17,7 +17,7 @@ from fastapi1.db.engine import Database
 from fastapi1.docs import install_docs
 from fastapi1.errors import install_error_handlers
 from fastapi1.http_metrics import HttpMetricsMiddleware
-from fastapi1.logging import RequestLogMiddleware
+from fastapi1.logging import RequestLogMiddleware, configure_log_format
 from fastapi1.notifications.views import router as notifications_router
 from fastapi1.openapi import Fastapi1
 from fastapi1.predictions.controller import open_gateway
@@ -47,7 +47,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database.connect(write_url, settings.database_read_url, settings)
         stack.push_async_callback(database.dispose)
         app.state.database = database
-        pool = ComputePool(settings.compute_workers)
+        pool = ComputePool(settings.compute_workers, settings.compute_queue_max, settings.compute_queue_timeout_s)
         stack.push_async_callback(asyncio.to_thread, pool.shutdown)
         await pool.warm_up()
         app.state.compute_pool = pool
@@ -80,13 +80,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.settings = settings or Settings()
-    # Added first, so it runs inside the request log and every 413 is logged.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=LIMITS.max_body_bytes)
+    settings = app.state.settings = settings or Settings()
+    configure_log_format(settings.log_format)
+    # Added first, so it runs inside the request log and every 413 is logged with its request id.
+    app.add_middleware(
+        BodyLimitMiddleware, max_body_bytes=LIMITS.max_body_bytes, body_timeout_s=settings.http_body_timeout_s
+    )
     app.add_middleware(RequestLogMiddleware)
     # Outermost: its durations include the request log's, and every 413 and 500 is counted.
     app.add_middleware(HttpMetricsMiddleware, routes=app.router.routes)
-    install_error_handlers(app)
+    install_error_handlers(app, settings.log_outage_interval_s)
     install_docs(app)
     app.include_router(status_router)
     app.include_router(metrics_router)

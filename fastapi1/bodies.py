@@ -16,6 +16,7 @@ UTF-8 or on deep nesting, every error sent back), so it only sees the already va
 value here: the route hands it a request whose ``json()`` returns that value.
 """
 
+import asyncio
 import codecs
 import json
 from collections.abc import Callable, Coroutine
@@ -36,7 +37,8 @@ T = TypeVar("T")
 
 # Declared on every route that takes a body, with 422 (FastAPI adds that one itself).
 CONTENT_TOO_LARGE: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorMessage, "description": "The request body is larger than the limit (LIMIT_MAX_BODY_BYTES)"}
+    408: {"model": ErrorMessage, "description": "The body did not arrive within HTTP_BODY_TIMEOUT_S"},
+    413: {"model": ErrorMessage, "description": "The request body is larger than the limit (LIMIT_MAX_BODY_BYTES)"},
 }
 
 
@@ -224,23 +226,29 @@ class JsonBodyRoute(APIRoute):
 
 
 class BodyLimitMiddleware:
-    """Refuse a request body over a byte cap with ``413 {"detail": ...}``, announced or streamed.
+    """Refuse a request body over a byte cap with ``413 {"detail": ...}``, or too slow with ``408``.
 
     Starlette's limiter (FastAPI's ``max_body_size``) answers ``text/plain`` when the
     ``Content-Length`` is over the cap but JSON when a chunked body goes over it; here
     both are the same JSON. A declared length over the cap is refused before the
     application runs; a streamed body is counted as it is read.
+
+    uvicorn bounds neither how long a body may take (its keep-alive timer is re-armed only
+    after a response) nor how long headers may take; the body deadline is kept here, where
+    the body is read, and the header deadline in :mod:`fastapi1.http`.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         """Wrap an ASGI application.
 
         Args:
             app: The application.
             max_body_bytes: The largest body accepted.
+            body_timeout_s: Seconds the whole body may take to arrive, from the application's first read.
         """
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.detail = f"Request body is larger than {max_body_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -256,7 +264,8 @@ class BodyLimitMiddleware:
         elif self.declared_length(scope) > self.max_body_bytes:
             await OrjsonResponse({"detail": self.detail}, status_code=413)(scope, receive, send)
         else:
-            await self.app(scope, BodyCounter(receive, self.max_body_bytes, self.detail).receive, send)
+            counter = BodyCounter(receive, self.max_body_bytes, self.detail, self.body_timeout_s)
+            await self.app(scope, counter.receive, send)
 
     @staticmethod
     def declared_length(scope: Scope) -> int:
@@ -273,34 +282,60 @@ class BodyLimitMiddleware:
 
 
 class BodyCounter:
-    """A receive channel that raises 413 once more than a number of body bytes came through."""
+    """A receive channel that raises 413 past a number of body bytes, and 408 past a deadline."""
 
-    def __init__(self, receive: Receive, max_body_bytes: int, detail: str) -> None:
+    def __init__(self, receive: Receive, max_body_bytes: int, detail: str, body_timeout_s: float = 30.0) -> None:
         """Wrap a receive channel.
 
         Args:
             receive: The ASGI receive channel.
             max_body_bytes: The largest body accepted.
             detail: The 413's message.
+            body_timeout_s: Seconds the body may take, from the first read.
         """
         self.inner = receive
         self.remaining = max_body_bytes
         self.detail = detail
+        self.body_timeout_s = body_timeout_s
+        self.deadline: float | None = None
+        self.body_done = False
 
     async def receive(self) -> Message:
-        """Receive the next message, counting body bytes.
+        """Receive the next message, counting body bytes, within the body deadline until the body is complete.
 
         Returns:
             The message.
 
         Raises:
-            HTTPException: 413 when the body went over the cap. An HTTPException, rather than
-                an AppError, because FastAPI's own body reading passes only those on intact;
-                its handler renders it as ``{"detail": ...}`` like every other error.
+            HTTPException: 413 when the body went over the cap; 408 with ``Connection: close``
+                when it did not arrive in time (the rest of it is never read). An HTTPException,
+                rather than an AppError, because FastAPI's own body reading passes only those on
+                intact; its handler renders it as ``{"detail": ...}`` like every other error.
         """
-        message = await self.inner()
+        if self.body_done:
+            return await self.inner()
+        message = await self.receive_in_time()
         if message["type"] == "http.request":
             self.remaining -= len(message.get("body", b""))
             if self.remaining < 0:
                 raise HTTPException(status_code=413, detail=self.detail)
+            self.body_done = not message.get("more_body", False)
         return message
+
+    async def receive_in_time(self) -> Message:
+        """Receive the next message before the body's deadline, which starts at the first read.
+
+        Returns:
+            The message.
+
+        Raises:
+            HTTPException: 408 with ``Connection: close`` when the deadline passed first.
+        """
+        if self.deadline is None:
+            self.deadline = asyncio.get_running_loop().time() + self.body_timeout_s
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await self.inner()
+        except TimeoutError:
+            detail = f"Request body not received within {self.body_timeout_s:g} seconds"
+            raise HTTPException(status_code=408, detail=detail, headers={"Connection": "close"}) from None

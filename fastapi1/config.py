@@ -1,5 +1,6 @@
 """Typed settings: every knob of the service, read from the environment once."""
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Literal, cast
@@ -35,6 +36,31 @@ def to_async_url(url: str) -> str:
 
 
 DatabaseUrl = Annotated[str, AfterValidator(to_async_url)]
+
+
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota.
+
+    ``os.cpu_count()`` is the host's count: in a container limited to 2 CPUs on a 64-core
+    host it would start 64 pool workers that share 2 CPUs.
+
+    Args:
+        cpu_max: The cgroup v2 ``cpu.max`` file (``"max 100000"`` or ``"<quota> <period>"``).
+
+    Returns:
+        At least 1.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota visible: the affinity mask is the bound
+    return max(1, cpus)
 
 
 def empty_as_none(value: object) -> object:
@@ -84,6 +110,12 @@ class Settings(BaseSettings):
         description="Directory the instance's processes share their metrics in; emptied at start."
         " Unset: a fresh temporary directory, removed at exit.",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text: the log.ini lines; json: one JSON object per line."
+    )
+    log_outage_interval_s: float = Field(
+        default=10.0, ge=0, description="Seconds between two logged tracebacks of database-outage 503s."
+    )
 
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per engine and worker.")
     db_max_overflow: int = Field(
@@ -91,9 +123,44 @@ class Settings(BaseSettings):
     )
     db_pool_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for a pooled connection.")
     db_connect_timeout: float = Field(default=2.0, gt=0, description="Seconds to open a new connection.")
+    db_statement_timeout_s: float = Field(
+        default=10.0, ge=0, description="PostgreSQL statement_timeout of every connection (0: none)."
+    )
+    db_idle_in_transaction_timeout_s: float = Field(
+        default=30.0, ge=0, description="PostgreSQL idle_in_transaction_session_timeout of every connection (0: none)."
+    )
+    db_command_timeout_s: float = Field(
+        default=12.0,
+        gt=0,
+        description="Client-side bound on each statement (asyncpg command_timeout), for a hung server.",
+    )
+    db_application_name: str = Field(
+        default="fastapi1", max_length=63, description="application_name of every connection (pg_stat_activity)."
+    )
     ready_timeout: float = Field(default=1.5, gt=0, description="Seconds /status/ready waits for the database.")
     compute_workers: int = Field(
-        default_factory=lambda: os.cpu_count() or 1, ge=1, description="Processes of the addition pool."
+        default_factory=available_cpus, ge=1, description="Processes of the addition pool (default: usable CPUs)."
+    )
+    compute_queue_max: int = Field(
+        default=64, ge=0, description="Pool requests waiting for a slot at most; beyond, 503 with Retry-After."
+    )
+    compute_queue_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds a pool request may wait for a slot before its 503."
+    )
+
+    http_limit_concurrency: int = Field(
+        default=1_000, ge=1, description="Connections or requests per HTTP worker beyond which requests get 503."
+    )
+    http_keep_alive_s: float = Field(default=5.0, gt=0, description="Seconds an idle keep-alive connection stays open.")
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds a client has to send a request's headers once it has begun."
+    )
+    http_body_timeout_s: float = Field(default=30.0, gt=0, description="Seconds a client has to send a request body.")
+    http_max_requests_per_connection: int = Field(
+        default=1_000, ge=1, description="Requests on one connection before it is closed (Connection: close)."
+    )
+    http_max_connection_age_s: float = Field(
+        default=60.0, gt=0, description="Seconds after which a connection is closed after its current request."
     )
 
     batch_max_size: int = Field(default=64, ge=1, description="Rows per backend call; a full group is sent at once.")

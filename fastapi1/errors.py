@@ -12,12 +12,11 @@ from sqlalchemy import exc as sa_exc
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from fastapi1.logging import CLIENT_CLOSED_REQUEST as CLIENT_CLOSED_REQUEST
+from fastapi1.logging import LogThrottle
 from fastapi1.responses import OrjsonResponse
 
 logger = logging.getLogger("fastapi1")
-
-# nginx's status for "the client closed the request": nobody reads it, the request log does.
-CLIENT_CLOSED_REQUEST = 499
 
 
 class ErrorMessage(BaseModel):
@@ -150,28 +149,42 @@ class GatewayTimeout(AppError):
     status_code = 504
 
 
-# What the driver and the pool raise when PostgreSQL is down or unreachable.
-DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    sa_exc.TimeoutError,
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-)
+class ServerBusy(Overloaded):
+    """Every pooled database connection stayed busy for DB_POOL_TIMEOUT; retry after ``Retry-After`` seconds."""
+
+
+SERVER_BUSY = "Server busy, try again shortly."
+DATABASE_UNAVAILABLE_DETAIL = "Database unavailable, try again shortly"
+
+# What SQLAlchemy raises when PostgreSQL is down, unreachable or hung. A bare OSError or
+# TimeoutError from the driver reaches the application as an OperationalError, translated
+# where the engine is made (fastapi1.db.engine); the same classes from anywhere else are bugs.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (sa_exc.OperationalError, sa_exc.InterfaceError)
+
+# SQLSTATE classes that say the server cannot serve now, not that the statement was wrong:
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (57014 is a
+# statement_timeout, 57P01 a shutdown), 58 system error.
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57", "58"})
 
 
 def database_unavailable(error: BaseException) -> bool:
-    """Whether ``error`` means the database cannot be reached, rather than that the statement was wrong.
+    """Whether ``error`` means the database cannot serve now, rather than that the statement was wrong.
 
     A connection cut in the middle of a statement reaches SQLAlchemy as a plain DBAPIError
     (asyncpg's ConnectionDoesNotExistError has no closer DB-API class) that SQLAlchemy marks
-    as having invalidated its connection.
+    as having invalidated its connection; a cancelled statement (``statement_timeout``) as a
+    DBAPIError with its SQLSTATE. A pool timeout counts too (the worker retries it shortly);
+    HTTP requests get the busy 503 for it from its own handler instead.
 
     Args:
         error: What a database call raised.
     """
-    invalidated = isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated
-    return invalidated or isinstance(error, DATABASE_UNAVAILABLE)
+    if isinstance(error, (*DATABASE_UNAVAILABLE, sa_exc.TimeoutError)):
+        return True
+    if not isinstance(error, sa_exc.DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return error.connection_invalidated or sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES
 
 
 def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
@@ -269,7 +282,10 @@ async def handle_request_validation(request: Request, error: Exception) -> Respo
 
 
 async def handle_database_unavailable(request: Request, error: Exception) -> OrjsonResponse:
-    """Turn a lost or refused database connection into a 503 without a stack trace in the body.
+    """Turn a lost, refused or hung database connection into a 503 without a stack trace in the body.
+
+    During an outage every request fails the same way: the traceback is logged once per
+    LOG_OUTAGE_INTERVAL_S with the count of those held back since (each is still on its request line).
 
     Args:
         request: The failed request.
@@ -278,8 +294,31 @@ async def handle_database_unavailable(request: Request, error: Exception) -> Orj
     Returns:
         The 503 response.
     """
-    logger.error("Database unavailable during %s %s", request.method, request.url.path, exc_info=error)
-    return OrjsonResponse({"detail": "Database unavailable, try again shortly"}, status_code=503)
+    throttle: LogThrottle = request.app.state.outage_log
+    held_back = throttle.admit()
+    if held_back is not None:
+        logger.error(
+            "Database unavailable during %s %s (%d more since the last traceback)",
+            request.method,
+            request.url.path,
+            held_back,
+            exc_info=error,
+        )
+    return OrjsonResponse({"detail": DATABASE_UNAVAILABLE_DETAIL}, status_code=503)
+
+
+async def handle_pool_timeout(request: Request, error: Exception) -> Response:
+    """A pool checkout that timed out while the database may be healthy: ``503 Server busy`` with Retry-After.
+
+    Args:
+        request: The request that found every connection busy.
+        error: SQLAlchemy's pool TimeoutError.
+
+    Returns:
+        The 503 response.
+    """
+    logger.warning("Database pool busy during %s %s: %s", request.method, request.url.path, error)
+    return await handle_app_error(request, ServerBusy(SERVER_BUSY, retry_after=1))
 
 
 async def handle_database_error(request: Request, error: Exception) -> OrjsonResponse:
@@ -326,14 +365,17 @@ async def handle_unexpected(request: Request, error: Exception) -> OrjsonRespons
     return OrjsonResponse({"detail": "Internal server error"}, status_code=500)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers on the application.
+def install_error_handlers(app: FastAPI, outage_log_interval_s: float) -> None:
+    """Register the handlers on the application, and the outage log's throttle they use.
 
     Args:
         app: The application.
+        outage_log_interval_s: Seconds between two logged outage tracebacks.
     """
+    app.state.outage_log = LogThrottle(outage_log_interval_s)
     app.add_exception_handler(AppError, handle_app_error)
     app.add_exception_handler(RequestValidationError, handle_request_validation)
+    app.add_exception_handler(sa_exc.TimeoutError, handle_pool_timeout)
     for error in DATABASE_UNAVAILABLE:
         app.add_exception_handler(error, handle_database_unavailable)
     # The classes above are more specific, so their handler wins for them.

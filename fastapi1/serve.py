@@ -30,12 +30,43 @@ from gunicorn.app.base import BaseApplication
 from fastapi1.config import DeliverySettings, Settings, load_settings
 from fastapi1.db.embedded import embedded_postgres
 from fastapi1.db.migrate import upgrade_to_head
-from fastapi1.shutdown import DrainingServer, gunicorn_graceful_timeout, uvicorn_config
+from fastapi1.http import bounded_protocol
+from fastapi1.logging import configure_log_format
+from fastapi1.shutdown import DrainingServer, DrainingUvicornWorker, gunicorn_graceful_timeout, uvicorn_config
 
 logger = logging.getLogger("fastapi1")
 
 # prometheus-client's variable, read when it is imported in each process (and by Settings).
 METRICS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The uvicorn options that bound connections, the same with and without gunicorn.
+
+    Args:
+        settings: The HTTP settings.
+
+    Returns:
+        Keyword arguments for ``uvicorn.Config``.
+    """
+    return {
+        "loop": "uvloop",
+        "http": bounded_protocol(settings),
+        "timeout_keep_alive": settings.http_keep_alive_s,
+        "limit_concurrency": settings.http_limit_concurrency,
+    }
+
+
+def worker_class(settings: Settings) -> type[DrainingUvicornWorker]:
+    """gunicorn's draining uvicorn worker with the options of :func:`uvicorn_options` (they override gunicorn's).
+
+    Args:
+        settings: The HTTP settings.
+
+    Returns:
+        A DrainingUvicornWorker subclass.
+    """
+    return type("Fastapi1Worker", (DrainingUvicornWorker,), {"CONFIG_KWARGS": uvicorn_options(settings)})
 
 
 class GunicornServer(BaseApplication):  # type: ignore[misc]
@@ -50,7 +81,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         self.options: dict[str, Any] = {
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
-            "worker_class": "fastapi1.shutdown.DrainingUvicornWorker",
+            "worker_class": worker_class(settings),
             "logconfig": str(settings.log_config),
             # Drain, requests in flight, lifespan shutdown: the workers are killed only after that.
             "graceful_timeout": gunicorn_graceful_timeout(settings),
@@ -146,7 +177,7 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         GunicornServer(settings).run()
         return
-    DrainingServer(uvicorn_config(settings), settings.shutdown_drain_s).run()
+    DrainingServer(uvicorn_config(settings, uvicorn_options(settings)), settings.shutdown_drain_s).run()
 
 
 def exit_cleanly(signum: int, frame: FrameType | None) -> None:
@@ -218,6 +249,7 @@ def main() -> None:
         signal.signal(stop_signal, exit_cleanly)
     settings = load_settings()
     logging.config.fileConfig(settings.log_config, disable_existing_loggers=False)
+    configure_log_format(settings.log_format)
     with contextlib.ExitStack() as stack:
         stack.enter_context(metrics_directory(settings.prometheus_multiproc_dir))
         if settings.database_url is None:

@@ -18,6 +18,7 @@ import math
 import signal
 import time
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from gunicorn.arbiter import Arbiter
@@ -72,11 +73,12 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def uvicorn_config(settings: Settings) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, options: dict[str, Any]) -> uvicorn.Config:
     """The single-process server's configuration (``WORKERS=1``).
 
     Args:
         settings: The service settings.
+        options: The connection options shared with gunicorn's workers (loop, protocol, limits).
 
     Returns:
         uvicorn's configuration of the application factory.
@@ -86,10 +88,9 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
         factory=True,
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
-        http="httptools",
         log_config=str(settings.log_config),
         timeout_graceful_shutdown=shutdown_timeout(settings),
+        **options,
     )
 
 

@@ -21,10 +21,11 @@ def database_connector(database_url: str) -> Connector:
     return lambda: asyncio.open_connection(host, port)
 
 
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy bytes from ``reader`` to ``writer`` until either side closes."""
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
+    """Copy bytes from ``reader`` to ``writer`` until either side closes, holding them while not ``flowing``."""
     try:
         while chunk := await reader.read(65536):
+            await flowing.wait()
             writer.write(chunk)
             await writer.drain()
     except (ConnectionError, asyncio.CancelledError):
@@ -43,6 +44,8 @@ class TcpProxy:
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.flowing = asyncio.Event()
+        self.flowing.set()
 
     @property
     def url(self) -> str:
@@ -96,15 +99,27 @@ class TcpProxy:
             await self.server.wait_closed()
             self.server = None
 
+    def stall(self) -> None:
+        """Keep every connection open, and accept new ones, but forward nothing (a hung database)."""
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        """Forward again, held bytes first."""
+        self.flowing.set()
+
     async def forward(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         """Relay one client connection to the database in both directions."""
         task = asyncio.current_task()
         assert task is not None
         self.tasks.add(task)
         try:
+            self.writers.add(client_writer)
+            await self.flowing.wait()
             server_reader, server_writer = await self.connect()
-            self.writers.update({client_writer, server_writer})
-            await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+            self.writers.add(server_writer)
+            await asyncio.gather(
+                pipe(client_reader, server_writer, self.flowing), pipe(server_reader, client_writer, self.flowing)
+            )
         finally:
             self.tasks.discard(task)
             self.writers.discard(client_writer)

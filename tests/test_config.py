@@ -1,9 +1,12 @@
 """Settings: database URL schemes, defaults, and rejected values."""
 
+import os
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from fastapi1.config import LIMITS, Settings
+from fastapi1.config import LIMITS, Settings, available_cpus
 from fastapi1.shutdown import LIFESPAN_SHUTDOWN_S, gunicorn_graceful_timeout, shutdown_timeout
 
 
@@ -135,3 +138,27 @@ class TestShutdownSettings:
         settings = Settings(shutdown_timeout_s=30, shutdown_drain_s=4.5)
         assert shutdown_timeout(Settings(shutdown_timeout_s=2.5)) == 3
         assert gunicorn_graceful_timeout(settings) == 5 + 30 + LIFESPAN_SHUTDOWN_S  # whole seconds, rounded up
+
+
+class TestAvailableCpus:
+    def test_a_cgroup_quota_caps_the_affinity_mask(self, tmp_path: Path) -> None:
+        cpu_max = tmp_path / "cpu.max"
+        cpu_max.write_text("150000 100000\n")  # 1.5 CPUs: two processes can use them
+        assert available_cpus(cpu_max) == min(2, len(os.sched_getaffinity(0)))
+        cpu_max.write_text("50000 100000\n")
+        assert available_cpus(cpu_max) == 1
+
+    def test_without_a_quota_the_affinity_mask_counts(self, tmp_path: Path) -> None:
+        cpu_max = tmp_path / "cpu.max"
+        cpu_max.write_text("max 100000\n")
+        assert available_cpus(cpu_max) == len(os.sched_getaffinity(0))
+        assert available_cpus(tmp_path / "missing") == len(os.sched_getaffinity(0))
+
+    def test_a_narrower_affinity_mask_is_what_counts(self, tmp_path: Path) -> None:
+        allowed = os.sched_getaffinity(0)
+        try:
+            os.sched_setaffinity(0, {min(allowed)})
+            assert available_cpus(tmp_path / "missing") == 1
+            assert Settings().compute_workers == 1
+        finally:
+            os.sched_setaffinity(0, allowed)

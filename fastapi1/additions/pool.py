@@ -11,7 +11,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 from fastapi1.additions import compute
-from fastapi1.errors import ProcessingError
+from fastapi1.errors import Overloaded, ProcessingError
 from fastapi1.metrics import COMPUTE_TASKS
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,10 @@ MIN_CHUNK = 2_000
 CHUNKS_PER_WORKER = 2
 # Outcomes of the pool's tasks (chunks) in fastapi1_compute_tasks_total.
 OK, FAILED = "ok", "failed"
+# Requests mapped on the pool at once, per worker: one computing, one whose chunks wait in the
+# executor so a worker never idles between two requests. The rest wait in the bounded queue.
+RUNNING_PER_WORKER = 2
+BUSY = "Server busy, try again shortly."
 
 
 class ComputePool:
@@ -38,13 +42,19 @@ class ComputePool:
     and keep the workers alive as long as it lives; subprocesses that exec do not.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, queue_max: int = 64, queue_timeout_s: float = 10.0) -> None:
         """Create the executor; its processes start on first use (see :meth:`warm_up`).
 
         Args:
             workers: Number of worker processes.
+            queue_max: Requests that may wait for a slot; one more is refused at once.
+            queue_timeout_s: Seconds a request may wait for a slot before it is refused.
         """
         self.workers = workers
+        self.queue_max = queue_max
+        self.queue_timeout_s = queue_timeout_s
+        self.slots = asyncio.Semaphore(workers * RUNNING_PER_WORKER)
+        self.waiting = 0
         self.context = multiprocessing.get_context("forkserver")
         # Only this process holds the write end, and never writes: workers read end-of-file
         # on their copy of the read end when the kernel closes it, that is when we are gone.
@@ -82,7 +92,46 @@ class ComputePool:
         step = math.ceil(size / chunks)
         return [(start, min(start + step, size)) for start in range(0, size, step)]
 
+    async def acquire_slot(self) -> None:
+        """Take one of the running slots, waiting in the bounded, timed queue when all are taken.
+
+        Raises:
+            Overloaded: When ``queue_max`` requests already wait, or no slot freed within ``queue_timeout_s``.
+        """
+        if not self.slots.locked():
+            await self.slots.acquire()
+            return
+        if self.waiting >= self.queue_max:
+            raise Overloaded(BUSY, retry_after=1)
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self.queue_timeout_s):
+                await self.slots.acquire()
+        except TimeoutError:
+            raise Overloaded(BUSY, retry_after=1) from None
+        finally:
+            self.waiting -= 1
+
     async def map_chunks(self, function: Callable[..., R], *columns: Sequence[T]) -> tuple[list[R], int, float]:
+        """Run ``function`` on chunks of the columns in the pool, concurrently, once a slot is free.
+
+        Args:
+            function: A picklable function taking one slice of each column.
+            columns: Equally long sequences, sliced together.
+
+        Returns:
+            The results per chunk in order, the number of chunks, and seconds spent waiting on the pool.
+
+        Raises:
+            Overloaded: When the queue in front of the pool is full or the wait was too long.
+        """
+        await self.acquire_slot()
+        try:
+            return await self.map_chunks_now(function, *columns)
+        finally:
+            self.slots.release()
+
+    async def map_chunks_now(self, function: Callable[..., R], *columns: Sequence[T]) -> tuple[list[R], int, float]:
         """Run ``function`` on chunks of the columns in the pool, concurrently.
 
         Args:

@@ -15,7 +15,7 @@ from fastapi1.additions.schemas import (
 )
 from fastapi1.bodies import CONTENT_TOO_LARGE, JsonBodyRoute
 from fastapi1.db.session import ReadSession, WriteSession
-from fastapi1.errors import Conflict, NotFound, ProcessingError, ServiceUnavailable, responses
+from fastapi1.errors import Conflict, NotFound, Overloaded, ProcessingError, ServiceUnavailable, responses
 from fastapi1.models.additions import BATCH_ID_MAX
 
 router = APIRouter(tags=["additions"], route_class=JsonBodyRoute)
@@ -85,7 +85,11 @@ async def get_batch(batchid: BatchIdPath, session: ReadSession) -> AddResponse:
     return await controller.get_batch(session, batchid)
 
 
-@router.post("/add_numbers", summary="Sum a list of integers", responses=responses(ProcessingError) | CONTENT_TOO_LARGE)
+@router.post(
+    "/add_numbers",
+    summary="Sum a list of integers",
+    responses=responses(ProcessingError, Overloaded) | CONTENT_TOO_LARGE,
+)
 async def add_numbers(request: AddNumbersRequest, pool: ComputePoolDep) -> AddNumbersResponse:
     """Sum 1 to 100,000 signed 64-bit integers on the process pool.
 

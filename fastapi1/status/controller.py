@@ -2,17 +2,22 @@
 
 import asyncio
 
+import asyncpg
+
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database
 from fastapi1.draining import is_draining
-from fastapi1.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
+from fastapi1.errors import ServiceUnavailable
 from fastapi1.http_metrics import recorder
 from fastapi1.metrics import exposition
 from fastapi1.status.schemas import Readiness
 
+# A probe fails with one of these when the database is down, unreachable, hung or refusing.
+PROBE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
 
 async def check_readiness(database: Database, settings: Settings) -> Readiness:
-    """Not ready while draining; otherwise ping the database within the ready timeout of the settings.
+    """Not ready while draining; otherwise probe the database on a connection of its own, within the ready timeout.
 
     Args:
         database: The database handle.
@@ -28,9 +33,8 @@ async def check_readiness(database: Database, settings: Settings) -> Readiness:
     if is_draining():
         raise ServiceUnavailable("Shutting down")
     try:
-        async with asyncio.timeout(settings.ready_timeout):
-            await database.ping()
-    except DATABASE_UNAVAILABLE as error:
+        await database.probe(settings)
+    except PROBE_ERRORS as error:
         raise ServiceUnavailable(f"Database unavailable: {type(error).__name__}") from error
     return Readiness(database="ok")
 

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 # within milliseconds; waiting this long instead of not at all keeps the loop from spinning.
 MIN_WAIT_S = 0.01
 # What database calls may raise when the database is away; database_unavailable() tells which.
-DATABASE_ERRORS: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, sa_exc.DBAPIError)
+DATABASE_ERRORS: tuple[type[Exception], ...] = (*DATABASE_UNAVAILABLE, sa_exc.DBAPIError, sa_exc.TimeoutError)
 
 
 class ClaimLoop:
