@@ -1,4 +1,5 @@
 """The benchmark: its arithmetic (scripts/bench*.py), delivery checks, the predict scenario, locust users."""
+
 import argparse
 import asyncio
 import contextlib
@@ -152,6 +153,8 @@ class TestCountingWorker:
         finally:
             os.close(fd)
         assert (tmp_path / "sends").read_bytes() == accepted.bytes
+
+
 @pytest.fixture(scope="module")
 def predict_load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("predict_load", PROJECT_ROOT / "scripts" / "predict_load.py")

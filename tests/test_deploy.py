@@ -36,9 +36,8 @@ README = (PROJECT_ROOT / "README.md").read_text()
 # The chart is validated against the Kubernetes version Terraform's EKS cluster runs (a test
 # checks the two agree); kubernetes-validate ships this version's schemas.
 KUBERNETES_VERSION = "1.33.0"
-# Settings the chart, compose and the image set that are being added by branches not merged yet
-# (graceful shutdown and production start-up). Once fastapi1/config.py has them they are checked
-# like every other name; then delete them here.
+
+
 def load_script(name: str) -> ModuleType:
     """Import a module of scripts/ by path (scripts/ is not a package).
 

@@ -29,6 +29,7 @@ from aio_pika.exceptions import AMQPError
 
 from fastapi1.config import Settings
 from fastapi1.errors import ServiceUnavailable
+from fastapi1.metrics import BROKER_CONSUMED, BROKER_PUBLISHED
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,15 @@ class Topology:
             name: The queue's short name (``deliveries``, ``predictions``).
         """
         return f"{self.prefix}.{name}"
+
+    def label(self, queue: str) -> str:
+        """The metrics label of a queue: its short name, or ``reply`` for a server-named reply queue.
+
+        Args:
+            queue: The queue's full name.
+        """
+        short = queue.removeprefix(f"{self.prefix}.")
+        return "reply" if short == queue else short
 
     @property
     def dead_letter_exchange(self) -> str:
@@ -205,6 +215,7 @@ class Broker:
                 while True:
                     try:
                         await self.channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
+                        BROKER_PUBLISHED.labels(self.topology.label(queue)).inc()
                         return
                     except BROKER_ERRORS as error:
                         logger.warning("Publish to %s failed, trying again: %r", queue, error)
@@ -238,7 +249,8 @@ class Broker:
             if task is not None:
                 consumer.handling.add(task)
             try:
-                await settle(queue.name, message, handler)
+                outcome = await settle(queue.name, message, handler)
+                BROKER_CONSUMED.labels(self.topology.label(queue.name), outcome).inc()
             finally:
                 if task is not None:
                     consumer.handling.discard(task)
@@ -254,30 +266,34 @@ class Broker:
         self.declared.clear()
 
 
-async def settle(queue_name: str, message: AbstractIncomingMessage, handler: Handler) -> None:
+async def settle(queue_name: str, message: AbstractIncomingMessage, handler: Handler) -> str:
     """Run the handler on a message and ack, dead-letter or requeue it by the outcome.
 
     Args:
         queue_name: For the log.
         message: The message.
         handler: Its handler.
+
+    Returns:
+        ``ack``, ``reject`` (dead-lettered) or ``requeue``.
     """
     try:
         await handler(message)
     except Poison as error:
         logger.error("Dead-lettering message %s of %s: %s", message.message_id, queue_name, error)
-        outcome = message.reject(requeue=False)
+        outcome, settling = "reject", message.reject(requeue=False)
     except Exception:
         logger.exception("Message %s of %s failed; requeued", message.message_id, queue_name)
-        outcome = message.nack(requeue=True)
+        outcome, settling = "requeue", message.nack(requeue=True)
     else:
-        outcome = message.ack()
+        outcome, settling = "ack", message.ack()
     try:
-        await outcome
+        await settling
     except BROKER_ERRORS as error:
         # The connection went away: the broker delivers the message again, and the handler's
         # effects, already committed, are guarded against the repeat.
         logger.warning("Could not settle message %s of %s: %r", message.message_id, queue_name, error)
+    return outcome
 
 
 @contextlib.asynccontextmanager

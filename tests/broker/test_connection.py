@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from fastapi1.broker.connection import Broker, BrokerUnavailable, Poison, open_broker
 from fastapi1.config import Settings
 from tests.proxy import TcpProxy
+from tests.scrapes import sample
 
 
 async def dead_letters(broker: Broker) -> list[bytes]:
@@ -193,3 +194,27 @@ async def test_the_broker_url_is_required_and_reported_when_unreachable(settings
     with pytest.raises(RuntimeError, match="BROKER_URL"):
         async with open_broker(unreachable):
             pass
+
+
+async def test_publishes_and_settled_messages_are_counted_by_short_queue_name(broker: Broker) -> None:
+    queue = await broker.declare("counted")
+    published = sample("fastapi1_broker_published_total", queue="counted")
+    acked = sample("fastapi1_broker_consumed_total", queue="counted", outcome="ack")
+    rejected = sample("fastapi1_broker_consumed_total", queue="counted", outcome="reject")
+    handled: list[bytes] = []
+
+    async def handle(message: AbstractIncomingMessage) -> None:
+        handled.append(message.body)
+        if message.body == b"bad":
+            raise Poison("bad")
+
+    for body in (b"1", b"2", b"bad"):
+        await broker.publish(queue.name, body, message_id=body.decode())
+    consumer = await broker.consume("counted", handle, prefetch=10)
+    await eventually(lambda: len(handled) == 3)
+    await consumer.stop(timeout_s=5)
+    assert sample("fastapi1_broker_published_total", queue="counted") == published + 3
+    assert sample("fastapi1_broker_consumed_total", queue="counted", outcome="ack") == acked + 2
+    assert sample("fastapi1_broker_consumed_total", queue="counted", outcome="reject") == rejected + 1
+    assert broker.topology.label("amq.gen-Xyz") == "reply"  # server-named queues share one label
+    await dead_letters(broker)
