@@ -100,9 +100,11 @@ class Consumer:
         self.channel = channel
         self.tag: str | None = None
         self.handling: set[asyncio.Task[Any]] = set()
+        # Channels its handlers publish on, closed after them.
+        self.side_channels: list[AbstractRobustChannel] = []
 
     async def stop(self, timeout_s: float) -> None:
-        """Stop taking messages, let the handlers running finish (up to ``timeout_s``), close the channel.
+        """Stop taking messages, let the handlers running finish (up to ``timeout_s``), close the channels.
 
         A handler cancelled here leaves its message unacknowledged: the broker delivers it again.
 
@@ -117,8 +119,9 @@ class Consumer:
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
-        with contextlib.suppress(*BROKER_ERRORS):
-            await self.channel.close()
+        for channel in (self.channel, *self.side_channels):
+            with contextlib.suppress(*BROKER_ERRORS):
+                await channel.close()
 
 
 class Broker:

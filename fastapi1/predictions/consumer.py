@@ -15,10 +15,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, DeliveryMode
-from aio_pika.exceptions import ChannelNotFoundEntity, PublishError
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, DeliveryMode
+from aio_pika.exceptions import ChannelNotFoundEntity
 from aiormq.abc import AbstractChannel
 from aiormq.exceptions import ChannelLockedResource
 
@@ -42,8 +43,22 @@ REPLY_QUEUE_CHECK_S = 1.0
 REPLY_QUEUES_REMEMBERED = 1024
 
 
+@dataclass(slots=True)
+class ReplyQueueCheck:
+    """The latest question about one reply queue, and the answer of the last one that finished."""
+
+    asked_at: float  # time.monotonic()
+    answer: asyncio.Future[bool]
+    known: bool | None = None
+
+
 class ReplyQueues:
-    """Whether the reply queues of API processes still exist, asked of the broker at most once a second each."""
+    """Whether the reply queues of API processes still exist, asked of the broker at most once a second each.
+
+    Only a queue not heard of yet makes a message wait for the broker's answer. For a known
+    queue the last answer stands while a fresh one is asked in the background: the round trips
+    (a channel opened, a passive declaration, the channel closed) stay off every request's path.
+    """
 
     def __init__(self, broker: Broker) -> None:
         """Remember nothing yet.
@@ -52,7 +67,7 @@ class ReplyQueues:
             broker: The broker the queues are on.
         """
         self.broker = broker
-        self.checks: dict[str, tuple[float, asyncio.Future[bool]]] = {}
+        self.checks: dict[str, ReplyQueueCheck] = {}
 
     async def alive(self, name: str) -> bool:
         """Whether the queue ``name`` exists (True when the broker cannot tell right now).
@@ -62,14 +77,40 @@ class ReplyQueues:
         """
         now = time.monotonic()
         check = self.checks.get(name)
-        if check is None or now - check[0] > REPLY_QUEUE_CHECK_S:
-            if len(self.checks) >= REPLY_QUEUES_REMEMBERED:
+        if check is None or (now - check.asked_at > REPLY_QUEUE_CHECK_S and check.answer.done()):
+            if check is None and len(self.checks) >= REPLY_QUEUES_REMEMBERED:
                 self.checks = {
-                    key: value for key, value in self.checks.items() if now - value[0] <= REPLY_QUEUE_CHECK_S
+                    key: value for key, value in self.checks.items() if now - value.asked_at <= REPLY_QUEUE_CHECK_S
                 }
-            check = self.checks[name] = (now, asyncio.ensure_future(self.ask(name)))
+            check = self._ask(name, check, now)
+        if check.known is not None:
+            return check.known
         # Shared by every message for that queue: one caller's cancellation must not cancel the others'.
-        return await asyncio.shield(check[1])
+        return await asyncio.shield(check.answer)
+
+    def _ask(self, name: str, check: ReplyQueueCheck | None, now: float) -> ReplyQueueCheck:
+        """Start asking the broker about ``name``; its answer becomes the known one when it arrives.
+
+        Args:
+            name: A reply queue.
+            check: The previous check of that queue, if any.
+            now: ``time.monotonic()``.
+
+        Returns:
+            The queue's check, asking.
+        """
+        answer = asyncio.ensure_future(self.ask(name))
+        if check is None:
+            check = self.checks[name] = ReplyQueueCheck(now, answer)
+        else:
+            check.asked_at, check.answer = now, answer
+
+        def learn(done: asyncio.Future[bool]) -> None:
+            if check.answer is done and not done.cancelled() and done.exception() is None:
+                check.known = done.result()
+
+        answer.add_done_callback(learn)
+        return check
 
     async def ask(self, name: str) -> bool:
         """Ask the broker on a channel of its own: a passive declaration's refusal closes its channel.
@@ -112,15 +153,17 @@ async def declared(channel: AbstractChannel, name: str) -> bool:
 class PredictionRequests:
     """Answers the messages of the ``predictions`` queue through a gateway's batcher."""
 
-    def __init__(self, broker: Broker, gateway: Gateway) -> None:
+    def __init__(self, broker: Broker, gateway: Gateway, channel: AbstractRobustChannel) -> None:
         """Answer with ``gateway`` on ``broker``.
 
         Args:
             broker: Where the answers are published.
             gateway: The worker's batcher.
+            channel: The channel the answers are published on, without publisher confirms.
         """
         self.broker = broker
         self.gateway = gateway
+        self.channel = channel
         self.replies = ReplyQueues(broker)
 
     async def handle(self, message: AbstractIncomingMessage) -> None:
@@ -166,7 +209,12 @@ class PredictionRequests:
             return encode_failure(error.status_code, error.message, int(error.headers["Retry-After"]))
 
     async def reply(self, reply_to: str, correlation_id: str, body: bytes) -> None:
-        """Publish an answer to the reply queue of its API process, confirmed.
+        """Publish an answer to the reply queue of its API process, unconfirmed.
+
+        An answer is not worth a confirm: one the broker loses (a cut connection, a reply queue
+        gone with its API process) costs its client a ``504`` at its deadline, and waiting for
+        confirms, one round trip per answer on the channel the deliveries' confirms share,
+        would only hold the request's ack back.
 
         Args:
             reply_to: The reply queue.
@@ -179,12 +227,8 @@ class PredictionRequests:
             correlation_id=correlation_id,
             delivery_mode=DeliveryMode.NOT_PERSISTENT,
         )
-        try:
-            async with asyncio.timeout(self.broker.settings.broker_publish_timeout_s):
-                await self.broker.channel.default_exchange.publish(message, routing_key=reply_to, mandatory=True)
-        except PublishError:
-            # Returned unroutable: the API process went away while its request was answered.
-            logger.info("Dropped the answer to %s: its reply queue is gone", correlation_id)
+        async with asyncio.timeout(self.broker.settings.broker_publish_timeout_s):
+            await self.channel.default_exchange.publish(message, routing_key=reply_to)
 
 
 async def serve_predictions(broker: Broker, gateway: Gateway, prefetch: int) -> Consumer:
@@ -196,6 +240,17 @@ async def serve_predictions(broker: Broker, gateway: Gateway, prefetch: int) -> 
         prefetch: Requests held at once (``PREDICTION_PREFETCH``).
 
     Returns:
-        The running consumer; stop it before the gateway closes.
+        The running consumer; stop it before the gateway closes (that closes the answers' channel too).
     """
-    return await broker.consume(PREDICTIONS_QUEUE, PredictionRequests(broker, gateway).handle, prefetch)
+    channel = broker.connection.channel(publisher_confirms=False)
+    await channel.initialize()
+    try:
+        consumer = await broker.consume(
+            PREDICTIONS_QUEUE, PredictionRequests(broker, gateway, channel).handle, prefetch
+        )
+    except BaseException:
+        with contextlib.suppress(*BROKER_ERRORS):
+            await channel.close()
+        raise
+    consumer.side_channels.append(channel)
+    return consumer

@@ -26,9 +26,10 @@ from fastapi1.app import create_app
 from fastapi1.broker.connection import Broker, Consumer
 from fastapi1.config import Settings
 from fastapi1.errors import GatewayTimeout, Overloaded
+from fastapi1.predictions import consumer as consumer_module
 from fastapi1.predictions.backends import BatchKey, mock_text_result
 from fastapi1.predictions.batcher import BatchPolicy
-from fastapi1.predictions.consumer import serve_predictions
+from fastapi1.predictions.consumer import ReplyQueues, serve_predictions
 from fastapi1.predictions.controller import Gateway
 from fastapi1.predictions.remote import PREDICTIONS_QUEUE, RemoteRows, encode_request
 from tests.delivery.conftest import wait_until
@@ -178,6 +179,46 @@ class TestClientsThatStopWaiting:
         assert given_up.status_code == 504
         assert answered.status_code == 200
         assert [call.key.nn_model_name for call in backend.calls] == ["a"]
+
+    async def test_a_known_reply_queue_costs_no_wait_while_the_broker_is_asked_again_in_the_background(
+        self, broker: Broker, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        owned = await (await broker.connection.channel()).declare_queue(exclusive=True, auto_delete=True)
+        replies = ReplyQueues(broker)
+        asked: list[str] = []
+        held = asyncio.Event()
+        real_ask = replies.ask
+
+        async def ask(name: str) -> bool:
+            asked.append(name)
+            if len(asked) > 1:
+                await held.wait()
+            return await real_ask(name)
+
+        monkeypatch.setattr(replies, "ask", ask)
+        monkeypatch.setattr(consumer_module, "REPLY_QUEUE_CHECK_S", 0.0)  # every answer is stale at once
+        assert await replies.alive(owned.name)  # a queue not heard of yet: the broker's answer is awaited
+        await owned.delete()
+        async with asyncio.timeout(10):  # a guard against a hang, not a measurement
+            # Stale: answered from what is known while the broker, held, is asked again.
+            assert await replies.alive(owned.name)
+            assert await replies.alive(owned.name)
+            await until(lambda: len(asked) == 2)
+            await asyncio.sleep(0.01)
+            assert asked == [owned.name, owned.name]  # one question in flight, however many messages
+            held.set()
+            await until(lambda: replies.checks[owned.name].known is False)
+            assert not await replies.alive(owned.name)
+
+    async def test_answers_go_out_on_a_channel_without_confirms_that_stopping_closes(self, broker: Broker) -> None:
+        key = BatchKey("agents", "m", None, 2)
+        async with worker(broker, RecordingBackend()) as consumer:
+            async with RemoteRows(broker, BatchPolicy(), reply_timeout_s=30) as rows:
+                assert await rows.run([(key, [1.0, 2.0]), (key, [3.0, 4.0])]) == [3.0, 7.0]
+            (answers,) = consumer.side_channels
+            assert not answers.publisher_confirms
+            assert not answers.is_closed
+        assert answers.is_closed
 
 
 async def is_empty(broker: Broker) -> bool:
