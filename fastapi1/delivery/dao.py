@@ -72,17 +72,21 @@ _claimable = (
     .with_for_update(skip_locked=True)
     .cte("claimable")
 )
+# What starting an attempt writes (the claim of the direct path, the take of the broker path):
+# the row is sending, the attempt counted, sent_at set on the first one, and the lease renewed.
+ATTEMPT_STARTED = {
+    "status": SENDING,
+    "attempts": notifications.c.attempts + 1,
+    "sent_at": func.coalesce(notifications.c.sent_at, func.now()),
+    "updated_at": func.now(),
+    "next_attempt_at": func.now() + bindparam("lease", type_=Interval()),
+}
+ATTEMPT_RETURNED = (notifications.c.id, notifications.c.to, notifications.c.template_id, notifications.c.attempts)
 _claimed = (
     update(notifications)
     .where(notifications.c.id == _claimable.c.id)
-    .values(
-        status=SENDING,
-        attempts=notifications.c.attempts + 1,
-        sent_at=func.coalesce(notifications.c.sent_at, func.now()),
-        updated_at=func.now(),
-        next_attempt_at=func.now() + bindparam("lease", type_=Interval()),
-    )
-    .returning(notifications.c.id, notifications.c.to, notifications.c.template_id, notifications.c.attempts)
+    .values(ATTEMPT_STARTED)
+    .returning(*ATTEMPT_RETURNED)
     .cte("claimed")
 )
 
@@ -158,14 +162,8 @@ _taken = (
         notifications.c.status.in_(constants(*sources(SENDING))),
         notifications.c.attempts == _batch.c.taken_attempts,
     )
-    .values(
-        status=SENDING,
-        attempts=notifications.c.attempts + 1,
-        sent_at=func.coalesce(notifications.c.sent_at, func.now()),
-        updated_at=func.now(),
-        next_attempt_at=func.now() + bindparam("lease", type_=Interval()),
-    )
-    .returning(notifications.c.id, notifications.c.to, notifications.c.template_id, notifications.c.attempts)
+    .values(ATTEMPT_STARTED)
+    .returning(*ATTEMPT_RETURNED)
     .cte("taken")
 )
 TAKE = with_content(_taken)

@@ -24,6 +24,14 @@ async def dead_letters(broker: Broker) -> list[bytes]:
     return bodies
 
 
+async def first_dead_letters(broker: Broker, timeout_s: float) -> list[bytes]:
+    """Wait until the dead-letter queue holds something, and return what it held."""
+    async with asyncio.timeout(timeout_s):
+        while not (found := await dead_letters(broker)):
+            await asyncio.sleep(0.05)
+    return found
+
+
 async def eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     """Poll a condition until it holds, or fail after ``timeout_s``."""
     async with asyncio.timeout(timeout_s):
@@ -68,14 +76,7 @@ async def test_a_poison_message_goes_to_the_dead_letter_queue_at_once(broker: Br
 
     await broker.publish(queue.name, b"garbage", message_id="bad")
     consumer = await broker.consume("work", handle, prefetch=10)
-    found: list[bytes] = []
-
-    async def dead() -> None:
-        while not found:
-            found.extend(await dead_letters(broker))
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(dead(), 10)
+    found = await first_dead_letters(broker, timeout_s=10)
     await consumer.stop(timeout_s=5)
     assert found == [b"garbage"]
     assert calls == 1
@@ -95,14 +96,7 @@ async def test_a_failing_message_is_dead_lettered_after_the_delivery_limit(broke
 
             await broker.publish(queue.name, b"crashes", message_id="crash")
             consumer = await broker.consume("work", handle, prefetch=10)
-            found: list[bytes] = []
-
-            async def dead() -> None:
-                while not found:
-                    found.extend(await dead_letters(broker))
-                    await asyncio.sleep(0.05)
-
-            await asyncio.wait_for(dead(), 15)
+            found = await first_dead_letters(broker, timeout_s=15)
             await consumer.stop(timeout_s=5)
             assert found == [b"crashes"]
             assert calls == 3  # the first delivery and two redeliveries
