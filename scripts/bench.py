@@ -863,8 +863,44 @@ def main() -> None:
         },
     )
     print(f"load generator: {tool}; WORKERS={options.workers}; {options.seconds:.0f} s per run")
-    run_chosen(report, options)
+    with throwaway_broker_prefix():
+        run_chosen(report, options)
     write_results(report)
+
+
+@contextlib.contextmanager
+def throwaway_broker_prefix() -> Iterator[None]:
+    """With ``BROKER_URL`` and no ``BROKER_PREFIX``: queues under a prefix of this run, deleted afterwards.
+
+    An explicit ``BROKER_PREFIX`` is left as it is (and its queues too): they may be someone's.
+    """
+    url = os.environ.get("BROKER_URL")
+    if not url or os.environ.get("BROKER_PREFIX"):
+        yield
+        return
+    os.environ["BROKER_PREFIX"] = prefix = f"bench-{secrets.token_hex(4)}"
+    try:
+        yield
+    finally:
+        del os.environ["BROKER_PREFIX"]
+        asyncio.run(delete_broker_prefix(url, prefix))
+
+
+async def delete_broker_prefix(url: str, prefix: str) -> None:
+    """Delete the queues and the dead-letter exchange fastapi1 declares under ``prefix``."""
+    import aio_pika
+
+    from fastapi1.broker.connection import Topology
+    from fastapi1.delivery.brokered import QUEUE as DELIVERIES_QUEUE
+    from fastapi1.predictions.remote import PREDICTIONS_QUEUE
+
+    topology = Topology(prefix)
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        for name in (topology.queue(DELIVERIES_QUEUE), topology.queue(PREDICTIONS_QUEUE), topology.dead_letter_queue):
+            await channel.queue_delete(name)
+        await channel.exchange_delete(topology.dead_letter_exchange)
 
 
 def predict_settings(options: argparse.Namespace) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import aio_pika
 import asyncpg
 import httpx
 import pytest
@@ -277,3 +278,30 @@ class TestLocustUsers:
         assert set(multiple) == {"/notifications/v1/multiple"}
         predict = locust_requests(served.base, tmp_path, "--tags", "predict")
         assert set(predict) == {"/schedule"}
+
+
+class TestBrokerPrefix:
+    def test_a_broker_run_without_a_prefix_uses_its_own_and_deletes_its_queues(
+        self, bench: ModuleType, broker_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async def declare(name: str, passive: bool = False) -> None:
+            connection = await aio_pika.connect(broker_url)
+            async with connection:
+                channel = await connection.channel()
+                await channel.declare_queue(name, durable=True, passive=passive)
+
+        monkeypatch.setenv("BROKER_URL", broker_url)
+        monkeypatch.delenv("BROKER_PREFIX", raising=False)
+        with bench.throwaway_broker_prefix():
+            prefix = os.environ["BROKER_PREFIX"]
+            asyncio.run(declare(f"{prefix}.deliveries"))  # as the service's worker would
+        assert "BROKER_PREFIX" not in os.environ
+        with pytest.raises(aio_pika.exceptions.ChannelNotFoundEntity):
+            asyncio.run(declare(f"{prefix}.deliveries", passive=True))
+
+    def test_an_explicit_prefix_is_left_alone(self, bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("BROKER_URL", "amqp://guest:guest@127.0.0.1:1/")
+        monkeypatch.setenv("BROKER_PREFIX", "theirs")
+        with bench.throwaway_broker_prefix():
+            assert os.environ["BROKER_PREFIX"] == "theirs"
+        assert os.environ["BROKER_PREFIX"] == "theirs"  # and nothing was deleted (no broker at port 1 to ask)
