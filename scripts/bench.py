@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT / "scripts"))  # bench_delivery, also when this file
 
 from bench_delivery import DeliveryResult, check, drain, light_load, print_results, running_worker  # noqa: E402
 
+from fastapi1.broker.connection import delete_prefix  # noqa: E402
 from fastapi1.config import Settings, to_async_url  # noqa: E402
 from fastapi1.db.embedded import embedded_postgres  # noqa: E402
 from fastapi1.db.migrate import upgrade_to_head  # noqa: E402
@@ -883,24 +884,7 @@ def throwaway_broker_prefix() -> Iterator[None]:
         yield
     finally:
         del os.environ["BROKER_PREFIX"]
-        asyncio.run(delete_broker_prefix(url, prefix))
-
-
-async def delete_broker_prefix(url: str, prefix: str) -> None:
-    """Delete the queues and the dead-letter exchange fastapi1 declares under ``prefix``."""
-    import aio_pika
-
-    from fastapi1.broker.connection import Topology
-    from fastapi1.delivery.brokered import QUEUE as DELIVERIES_QUEUE
-    from fastapi1.predictions.remote import PREDICTIONS_QUEUE
-
-    topology = Topology(prefix)
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        for name in (topology.queue(DELIVERIES_QUEUE), topology.queue(PREDICTIONS_QUEUE), topology.dead_letter_queue):
-            await channel.queue_delete(name)
-        await channel.exchange_delete(topology.dead_letter_exchange)
+        asyncio.run(delete_prefix(url, prefix))
 
 
 def predict_settings(options: argparse.Namespace) -> dict[str, Any]:

@@ -11,14 +11,11 @@ import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-import aio_pika
 import pytest
 from pydantic import SecretStr
 
-from fastapi1.broker.connection import Broker, Topology, open_broker
+from fastapi1.broker.connection import Broker, delete_prefix, open_broker
 from fastapi1.config import Settings
-from fastapi1.delivery.brokered import QUEUE as DELIVERIES_QUEUE
-from fastapi1.predictions.remote import PREDICTIONS_QUEUE
 
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -48,23 +45,6 @@ def with_broker(settings: Settings, url: str) -> Settings:
     return settings.model_copy(update={"broker_url": SecretStr(url), "broker_prefix": prefix})
 
 
-async def delete_topology(settings: Settings) -> None:
-    """Delete every queue and exchange fastapi1 declares under the settings' prefix (absent ones are fine).
-
-    Worker processes started by a test declare the work queues of their own; this removes them
-    whichever process declared them.
-    """
-    assert settings.broker_url is not None
-    topology = Topology(settings.broker_prefix)
-    connection = await aio_pika.connect(settings.broker_url.get_secret_value())
-    async with connection:
-        channel = await connection.channel()
-        for name in (DELIVERIES_QUEUE, PREDICTIONS_QUEUE):
-            await channel.queue_delete(topology.queue(name))
-        await channel.queue_delete(topology.dead_letter_queue)
-        await channel.exchange_delete(topology.dead_letter_exchange)
-
-
 @pytest.fixture
 async def broker_settings(settings: Settings, broker_url: str) -> AsyncIterator[Settings]:
     """The test settings with the broker under a fresh prefix, whose queues are deleted afterwards."""
@@ -72,7 +52,8 @@ async def broker_settings(settings: Settings, broker_url: str) -> AsyncIterator[
     try:
         yield chosen
     finally:
-        await asyncio.shield(delete_topology(chosen))
+        assert chosen.broker_url is not None
+        await asyncio.shield(delete_prefix(chosen.broker_url.get_secret_value(), chosen.broker_prefix))
 
 
 @pytest.fixture

@@ -52,6 +52,12 @@ class Poison(Exception):
     """A message that no retry can handle (undecodable, unknown kind): dead-lettered at once."""
 
 
+# The work queues fastapi1 declares, by short name: the delivery relay's and the prediction gateway's.
+DELIVERIES_QUEUE = "deliveries"
+PREDICTIONS_QUEUE = "predictions"
+WORK_QUEUES = (DELIVERIES_QUEUE, PREDICTIONS_QUEUE)
+
+
 @dataclass(frozen=True, slots=True)
 class Topology:
     """The names of one deployment's exchanges and queues, all under one prefix."""
@@ -331,3 +337,22 @@ async def open_broker(settings: Settings) -> AsyncIterator[Broker]:
         yield broker
     finally:
         await connection.close()
+
+
+async def delete_prefix(url: str, prefix: str) -> None:
+    """Delete every queue and the dead-letter exchange fastapi1 declares under ``prefix`` (absent ones are fine).
+
+    For throwaway prefixes (test runs, benchmark runs), whichever process declared the queues.
+
+    Args:
+        url: The broker.
+        prefix: The prefix whose topology goes.
+    """
+    topology = Topology(prefix)
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        for name in WORK_QUEUES:
+            await channel.queue_delete(topology.queue(name))
+        await channel.queue_delete(topology.dead_letter_queue)
+        await channel.exchange_delete(topology.dead_letter_exchange)

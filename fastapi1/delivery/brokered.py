@@ -25,7 +25,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fastapi1.broker.connection import Broker, BrokerUnavailable, Consumer, Poison
+from fastapi1.broker.connection import DELIVERIES_QUEUE, Broker, BrokerUnavailable, Consumer, Poison
 from fastapi1.config import DeliverySettings
 from fastapi1.db.engine import Database
 from fastapi1.delivery import dao
@@ -36,7 +36,7 @@ from fastapi1.services import templating
 logger = logging.getLogger(__name__)
 
 # The work queue's short name (its full name carries BROKER_PREFIX).
-QUEUE = "deliveries"
+QUEUE = DELIVERIES_QUEUE
 
 
 @dataclass(frozen=True, slots=True)

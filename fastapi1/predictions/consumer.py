@@ -23,11 +23,10 @@ from aio_pika.exceptions import ChannelNotFoundEntity
 from aiormq.abc import AbstractChannel
 from aiormq.exceptions import ChannelLockedResource
 
-from fastapi1.broker.connection import BROKER_ERRORS, Broker, Consumer, Poison
+from fastapi1.broker.connection import BROKER_ERRORS, PREDICTIONS_QUEUE, Broker, Consumer, Poison
 from fastapi1.errors import BackendFailed, Overloaded
 from fastapi1.predictions.controller import Gateway
 from fastapi1.predictions.remote import (
-    PREDICTIONS_QUEUE,
     PredictionMessage,
     decode_request,
     encode_failure,

@@ -27,7 +27,7 @@ from typing import Literal, cast
 import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel
 
-from fastapi1.broker.connection import BROKER_ERRORS, Broker, Poison
+from fastapi1.broker.connection import BROKER_ERRORS, PREDICTIONS_QUEUE, Broker, Poison
 from fastapi1.config import Settings
 from fastapi1.errors import BackendFailed, GatewayTimeout, Overloaded, ServiceUnavailable
 from fastapi1.predictions.backends import BatchKey, Result, Row
@@ -36,7 +36,6 @@ from fastapi1.predictions.batcher import CALL_SECONDS_SMOOTHING, BatchPolicy
 logger = logging.getLogger(__name__)
 
 # The work queue of synchronous predictions (short name, under BROKER_PREFIX).
-PREDICTIONS_QUEUE = "predictions"
 Kind = Literal["agents", "text"]
 KINDS = frozenset({"agents", "text"})
 

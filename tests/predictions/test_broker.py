@@ -23,7 +23,7 @@ from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 
 from fastapi1.app import create_app
-from fastapi1.broker.connection import Broker, Consumer
+from fastapi1.broker.connection import PREDICTIONS_QUEUE, Broker, Consumer
 from fastapi1.config import Settings
 from fastapi1.errors import GatewayTimeout, Overloaded
 from fastapi1.predictions import consumer as consumer_module
@@ -31,7 +31,7 @@ from fastapi1.predictions.backends import BatchKey, mock_text_result
 from fastapi1.predictions.batcher import BatchPolicy
 from fastapi1.predictions.consumer import ReplyQueues, serve_predictions
 from fastapi1.predictions.controller import Gateway
-from fastapi1.predictions.remote import PREDICTIONS_QUEUE, RemoteRows, encode_request
+from fastapi1.predictions.remote import RemoteRows, encode_request
 from tests.delivery.conftest import wait_until
 from tests.delivery.test_process import Workers
 from tests.predictions.support import RecordingBackend, agents_body, batcher_over, finished, submit, until
