@@ -125,7 +125,10 @@ class Group(Generic[K, R, T]):
     key: K
     parts: OrderedDict[Part[K, R, T], None] = field(default_factory=OrderedDict)
     rows: int = 0
-    timer: asyncio.TimerHandle | None = None
+    # A Handle, not always a TimerHandle: uvloop's call_at for a time already past schedules
+    # the callback with call_soon and returns a plain Handle, which has no when().
+    timer: asyncio.Handle | None = None
+    timer_at: float = 0.0
 
 
 Segment = tuple[Part[K, R, T], int, int]
@@ -346,10 +349,11 @@ class Batcher(Generic[K, R, T]):
         """
         deadline = self._deadline(group)
         if group.timer is not None:
-            if group.timer.when() == deadline:
+            if group.timer_at == deadline:
                 return
             group.timer.cancel()
         group.timer = asyncio.get_running_loop().call_at(deadline, self._on_deadline, group, deadline)
+        group.timer_at = deadline
 
     def _cancel_timer(self, group: Group[K, R, T]) -> None:
         """Drop the group's timer, if any.

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
+import uvloop
 
 from fastapi1.errors import BackendFailed, Overloaded, ServiceUnavailable
 from fastapi1.predictions.backends import BatchKey, MockBackend, Result, Row, call_backend
@@ -64,6 +65,23 @@ class TestWhenBatchesLeave:
             assert batcher.queued_rows == 200
             for ticket in tickets:
                 ticket.future.cancel()
+
+    def test_a_deadline_already_past_is_rearmed_under_uvloop(self) -> None:
+        # uvloop's call_at for a time already past returns a plain Handle (no when()): a loop that
+        # lagged past a group's deadline made the next request to that group a 500.
+        async def scenario() -> None:
+            backend = RecordingBackend()
+            async with batcher_over(backend, max_size=1_000, max_wait_s=60) as batcher:
+                ticket = batcher.admit([(key(), [0.0])])
+                (group,) = batcher.groups.values()
+                for part in group.parts:
+                    part.admitted_at -= 120  # the loop lagged: the deadline is behind us
+                batcher._arm_timer(group)
+                assert not isinstance(group.timer, asyncio.TimerHandle)  # uvloop's plain Handle
+                batcher._arm_timer(group)  # the same deadline: kept, not read back from the handle
+                assert await asyncio.wait_for(ticket.future, 5) == [0.0]
+
+        uvloop.run(scenario())
 
     async def test_a_zero_wait_sends_each_request_as_it_comes(self) -> None:
         backend = RecordingBackend()
