@@ -7,7 +7,7 @@ from typing import Annotated, Literal, cast
 
 from fastapi import Depends, Request
 from pydantic import AfterValidator, BeforeValidator, Field, HttpUrl, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from fastapi1.types import ModelName
@@ -61,6 +61,37 @@ def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
     except (OSError, ValueError):
         pass  # no cgroup v2 quota visible: the affinity mask is the bound
     return max(1, cpus)
+
+
+def comma_separated(value: object) -> object:
+    """Read ``SECRET_KEY=new,old`` as a list; an empty variable as unset.
+
+    Args:
+        value: The raw value.
+    """
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()] or None
+    return value
+
+
+def long_enough(keys: list[SecretStr] | None) -> list[SecretStr] | None:
+    """Refuse an encryption key too short to be random enough.
+
+    Args:
+        keys: The keys, newest first.
+
+    Raises:
+        ValueError: When a key has fewer than SECRET_KEY_MIN_CHARS characters.
+    """
+    for key in keys or ():
+        if len(key.get_secret_value()) < SECRET_KEY_MIN_CHARS:
+            raise ValueError(f"each SECRET_KEY must have at least {SECRET_KEY_MIN_CHARS} characters")
+    return keys
+
+
+# 32 characters of secrets.token_urlsafe carry 192 bits.
+SECRET_KEY_MIN_CHARS = 32
+SecretKeys = Annotated[list[SecretStr] | None, NoDecode, BeforeValidator(comma_separated), AfterValidator(long_enough)]
 
 
 def empty_as_none(value: object) -> object:
@@ -201,6 +232,37 @@ class Settings(BaseSettings):
         description="Seconds beyond BACKEND_TIMEOUT_S an API process waits for a worker's answer (else 504).",
     )
 
+    auth_required: bool | None = Field(
+        default=None,
+        description="Refuse requests without a token; unset: true in production, false in development.",
+    )
+    admin_client_id: str = Field(
+        default="fastapi1-admin", min_length=1, max_length=255, description="The `iss` of admin tokens."
+    )
+    admin_client_secret: Annotated[SecretStr | None, BeforeValidator(empty_as_none)] = Field(
+        default=None, description="Signs admin tokens (HS256); required when AUTH_REQUIRED."
+    )
+    secret_key: SecretKeys = Field(
+        default=None,
+        description="Encrypts API-key secrets at rest: comma-separated keys, the first encrypts, all decrypt"
+        " (rotation); required in production.",
+    )
+    auth_key_cache_s: float = Field(
+        default=2.0, ge=0, description="Seconds a process keeps a service's API keys; a revoked key stops within it."
+    )
+    rate_limit_per_minute: int = Field(default=3_000, ge=1, description="Requests per API key per sliding 60 s.")
+    service_daily_limit: int = Field(
+        default=250_000, ge=1, description="Notifications per service per UTC day (test keys do not count)."
+    )
+    redis_url: Annotated[SecretStr | None, BeforeValidator(empty_as_none)] = Field(
+        default=None, description="Redis for the limits (redis://host:6379/0); unset keeps them in PostgreSQL."
+    )
+
+    @property
+    def requires_auth(self) -> bool:
+        """Whether every request needs a token: AUTH_REQUIRED, or by default ENVIRONMENT=production."""
+        return self.environment == "production" if self.auth_required is None else self.auth_required
+
     @model_validator(mode="after")
     def check_production_database(self) -> "Settings":
         """Refuse to fall back to the embedded database in production.
@@ -239,6 +301,23 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def check_production_secrets(self) -> "Settings":
+        """Refuse to run in production without authentication and its two secrets.
+
+        Raises:
+            ValueError: When ENVIRONMENT=production turns AUTH_REQUIRED off or lacks a secret,
+                or AUTH_REQUIRED is on without ADMIN_CLIENT_SECRET.
+        """
+        production = self.environment == "production"
+        if production and self.auth_required is False:
+            raise ValueError("AUTH_REQUIRED cannot be false when ENVIRONMENT=production")
+        if self.requires_auth and self.admin_client_secret is None:
+            raise ValueError("ADMIN_CLIENT_SECRET must be set when AUTH_REQUIRED (always in production)")
+        if production and self.secret_key is None:
+            raise ValueError("SECRET_KEY must be set when ENVIRONMENT=production (it encrypts the API keys)")
+        return self
+
 
 def load_settings() -> Settings:
     """Read the settings, turning a configuration error into a one-line exit.
@@ -253,7 +332,19 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        raise SystemExit(f"fastapi1: invalid configuration: {error}") from None
+        raise SystemExit(f"fastapi1: invalid configuration: {configuration_problems(error)}") from None
+
+
+def configuration_problems(error: ValidationError) -> str:
+    """The problems of a configuration, one per line, without the values (they may be secrets).
+
+    Args:
+        error: What validating the settings raised.
+    """
+    problems = error.errors(include_url=False, include_input=False, include_context=False)
+    return "; ".join(
+        f"{'.'.join(map(str, problem['loc'])).upper() or 'settings'}: {problem['msg']}" for problem in problems
+    )
 
 
 class Limits(BaseSettings):

@@ -1,7 +1,7 @@
 """Constrained types shared by the request and response schemas."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, PlainSerializer, StringConstraints
 
@@ -34,3 +34,7 @@ Timestamp = Annotated[
 # Model names go into backend URL paths (/models/{name}/predict): characters that need no escaping.
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9._:-]+$"
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=MODEL_NAME_PATTERN)]
+
+KeyType = Literal["normal", "team", "test"]
+# Notify's key types: normal sends to anyone, team only to the guest list, test to no provider.
+KEY_TYPES: tuple[KeyType, ...] = ("normal", "team", "test")

@@ -1,6 +1,7 @@
 """ORM tables, one module per aggregate; importing this package registers them all."""
 
 from fastapi1.models.additions import AddBatch, AddPair, AddSum
+from fastapi1.models.keys import ApiKey, GuestListRecipient
 from fastapi1.models.notifications import Notification, NotificationPersonalization
 from fastapi1.models.predictions import Prediction, PredictionAgent
 from fastapi1.models.services import Service, Template
@@ -9,6 +10,8 @@ __all__ = [
     "AddBatch",
     "AddPair",
     "AddSum",
+    "ApiKey",
+    "GuestListRecipient",
     "Notification",
     "NotificationPersonalization",
     "Prediction",

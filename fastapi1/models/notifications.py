@@ -11,6 +11,7 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, St
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fastapi1.db.base import Base
+from fastapi1.types import KEY_TYPES
 
 RECIPIENT_MAX = 320
 PERSONALIZATION_KEY_MAX = 64
@@ -53,9 +54,13 @@ class Notification(Base):
             f"(next_attempt_at IS NULL) = (status NOT IN {quoted(PENDING_STATUSES)})", name="next_attempt_at"
         ),
         CheckConstraint("attempts >= 0", name="attempts"),
-        # Keyset pagination newest first, unfiltered and by each filter.
-        Index("ix_notifications_created_at_id", "created_at", "id"),
-        Index("ix_notifications_status_created_at_id", "status", "created_at", "id"),
+        # A notification sent with a key belongs to the key's service and records its type.
+        CheckConstraint("(service_id IS NULL) = (key_type IS NULL)", name="service_key_type"),
+        CheckConstraint(f"key_type IN {quoted(KEY_TYPES)}", name="key_type"),
+        # Keyset pagination newest first within one service (or among the rows of none), unfiltered
+        # and by each filter; a template belongs to one service, so its index needs no service column.
+        Index("ix_notifications_service_id_created_at_id", "service_id", "created_at", "id"),
+        Index("ix_notifications_service_id_status_created_at_id", "service_id", "status", "created_at", "id"),
         Index("ix_notifications_template_id_created_at_id", "template_id", "created_at", "id"),
         # The worker's claim: pending rows that are due, earliest first. Final rows (nearly all
         # of a table of millions) are not in it, so the index stays the size of the backlog.
@@ -67,6 +72,11 @@ class Notification(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    # The service whose key sent it; null for rows sent without a token (development only)
+    # and for rows from before keys existed.
+    service_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("services.id", ondelete="RESTRICT"))
+    # The sending key's type: test notifications never reach a provider, nor count against limits.
+    key_type: Mapped[str | None] = mapped_column(String(8))
     to: Mapped[str] = mapped_column(String(RECIPIENT_MAX))
     template_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("templates.id", ondelete="RESTRICT"))
     status: Mapped[str] = mapped_column(String(32))
