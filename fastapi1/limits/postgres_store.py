@@ -65,11 +65,13 @@ RETURNING s.api_key_id
 
 # For keys that got fewer slots than they wanted: when their oldest slot frees, and whether
 # they have all their slots (the last one exists only when all do: they are made together).
+# In epoch seconds: a free slot another statement holds is ``-infinity``, which timestamps
+# cannot subtract and numbers can (-Infinity: Retry-After 1).
 WAITS = text("""
 SELECT w.api_key_id,
     EXTRACT(EPOCH FROM (
         SELECT min(s.used_at) FROM rate_limit_slots AS s WHERE s.api_key_id = w.api_key_id AND s.slot < :limit
-    ) + make_interval(secs => :window_s) - (now() + make_interval(secs => :offset_s))) AS retry_after_s,
+    )) + :window_s - EXTRACT(EPOCH FROM now() + make_interval(secs => :offset_s)) AS retry_after_s,
     EXISTS (
         SELECT FROM rate_limit_slots AS s WHERE s.api_key_id = w.api_key_id AND s.slot = :limit - 1
     ) AS provisioned
@@ -165,6 +167,10 @@ class PostgresStore:
     async def take(self, wanted: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, Taken]:
         """Take free slots; a key seen for the first time (or whose limit grew) gets its slots first.
 
+        A key refused while one of its slots was free tries once more: that slot was held by a
+        concurrent statement (which takes it, or frees it if it fails), or was made or freed
+        after this statement's snapshot (another process gave a new key its slots meanwhile).
+
         Args:
             wanted: Requests per API key.
         """
@@ -174,8 +180,10 @@ class PostgresStore:
             new = [key for key, (_, provisioned) in waits.items() if not provisioned]
             if new:
                 await connection.execute(PROVISION, {"key_ids": new, "limit": self.config.rate_limit})
-                taken += await self.take_slots(connection, {key: wanted[key] - taken[key] for key in new})
-                waits.update(await self.waits(connection, shortfall({key: wanted[key] for key in new}, taken)))
+            again = {key: wanted[key] for key, (wait, provisioned) in waits.items() if wait <= 0 or not provisioned}
+            if again:
+                taken += await self.take_slots(connection, shortfall(again, taken))
+                waits.update(await self.waits(connection, shortfall(again, taken)))
         return {key: Taken(taken[key], waits[key][0] if key in waits else 0.0) for key in wanted}
 
     async def take_slots(self, connection: AsyncConnection, wanted: Mapping[uuid.UUID, int]) -> Counter[uuid.UUID]:
@@ -216,9 +224,13 @@ class PostgresStore:
             }
             # Refused together, they may fit one by one (near the limit only): each in its own
             # guarded statement, in arrival order; round i adds the i-th count of every such service.
-            split = {service_id: asked[service_id] for service_id, (admitted, _, _) in sums.items() if not admitted}
-            for index in range(max((len(counts) for counts in split.values() if len(counts) > 1), default=0)):
-                ones = {service_id: counts[index] for service_id, counts in split.items() if len(counts) > 1}
+            split = {
+                service_id: asked[service_id]
+                for service_id, (admitted, _, _) in sums.items()
+                if not admitted and len(asked[service_id]) > 1
+            }
+            for index in range(max(map(len, split.values()), default=0)):
+                ones = {service_id: counts[index] for service_id, counts in split.items() if index < len(counts)}
                 for service_id, (admitted, _, _) in (await self.add(connection, ones)).items():
                     reserved[service_id].admitted[index] = admitted
         return reserved
