@@ -111,7 +111,7 @@ UPDATE service_daily_counts SET count = greatest(count - :count, 0) WHERE servic
 
 PRUNE_DAYS = text("""
 DELETE FROM service_daily_counts
-WHERE day < CAST((now() + make_interval(secs => :offset_s)) AT TIME ZONE 'UTC' AS date) - :days_kept
+WHERE day < CAST((now() + make_interval(secs => :offset_s)) AT TIME ZONE 'UTC' AS date) - CAST(:days_kept AS int)
 """)
 
 # Slots past a lowered limit, and every slot of a key idle for IDLE_KEY_S.
