@@ -2,7 +2,6 @@
 
 import asyncio
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,22 +153,17 @@ def metered_pool(engine: str) -> type[MeteredPool]:
     return type(f"MeteredPool_{engine}", (MeteredPool,), {"__module__": MeteredPool.__module__, **gauges})
 
 
-def create_engine(
-    url: str, settings: Settings, name: str = "write", server_settings: Mapping[str, str] | None = None
-) -> AsyncEngine:
+def create_engine(url: str, settings: Settings, name: str = "write") -> AsyncEngine:
     """Create an asyncpg engine sized and timed by the settings.
 
     Args:
         url: An asyncpg database URL.
         settings: Pool sizes and timeouts.
-        name: The engine's label in the pool metrics: ``write``, ``read`` or ``limits``.
-        server_settings: PostgreSQL settings of its connections beyond the timeouts.
+        name: The engine's label in the pool metrics: ``write`` or ``read``.
 
     Returns:
         The engine; it opens no connection until first used.
     """
-    arguments = connect_args(settings)
-    arguments["server_settings"].update(server_settings or {})
     engine = create_async_engine(
         url,
         poolclass=metered_pool(name),
@@ -179,7 +173,7 @@ def create_engine(
         # A connection lost with the server is invalidated together with the whole pool,
         # so the first request after an outage fails fast and the next ones reconnect.
         pool_pre_ping=False,
-        connect_args=arguments,
+        connect_args=connect_args(settings),
     )
     event.listen(engine.sync_engine, "handle_error", translate_transport_error)
     event.listen(engine.sync_engine, "do_connect", connect_or_translate)
