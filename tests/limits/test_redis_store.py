@@ -1,0 +1,63 @@
+"""What is particular to the Redis store: key names under REDIS_PREFIX, and keys that expire on their own."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio
+from pydantic import SecretStr
+
+from fastapi1.config import Settings
+from tests.limits.conftest import LimiterFactory
+
+
+@pytest.fixture
+def store_settings(settings: Settings, redis_url: str, redis_prefix: str) -> Settings:
+    """Redis only (the shared fixture of the same name also gives PostgreSQL)."""
+    return settings.model_copy(update={"redis_url": SecretStr(redis_url), "redis_prefix": redis_prefix})
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """A plain client, to look at the keys."""
+    connection = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        yield connection
+    finally:
+        await connection.aclose()
+
+
+class TestKeys:
+    async def test_a_keys_window_is_named_under_the_prefix_and_expires_after_the_window(
+        self, make_limiter: LimiterFactory, client: redis.asyncio.Redis, redis_prefix: str
+    ) -> None:
+        key = uuid.uuid4()
+        async with make_limiter(rate_limit=5, window_s=60) as limiter:
+            await limiter.check_request(key, "normal")
+            await limiter.check_request(key, "normal")
+        name = f"{redis_prefix}:rate:{key}"
+        assert await client.zcard(name) == 2
+        assert 60_000 < await client.pttl(name) <= 61_000
+
+    async def test_a_services_day_is_named_under_the_prefix_and_expires_after_two_days(
+        self, make_limiter: LimiterFactory, client: redis.asyncio.Redis, redis_prefix: str
+    ) -> None:
+        service_id = uuid.uuid4()
+        async with make_limiter(daily_limit=10) as limiter:
+            reservation = await limiter.reserve_sends(service_id, 3)
+        epoch_day = (reservation.day - reservation.day.replace(year=1970, month=1, day=1)).days
+        name = f"{redis_prefix}:daily:{service_id}:{epoch_day}"
+        assert await client.get(name) == b"3"
+        assert 2 * 86_400 - 5 < await client.ttl(name) <= 2 * 86_400
+
+    async def test_a_release_never_takes_a_count_below_zero(
+        self, make_limiter: LimiterFactory, client: redis.asyncio.Redis, redis_prefix: str
+    ) -> None:
+        service_id = uuid.uuid4()
+        async with make_limiter(daily_limit=10) as limiter:
+            reservation = await limiter.reserve_sends(service_id, 3)
+            epoch_day = (reservation.day - reservation.day.replace(year=1970, month=1, day=1)).days
+            name = f"{redis_prefix}:daily:{service_id}:{epoch_day}"
+            await client.set(name, 1, keepttl=True)  # as if the counter had been lost and recounted
+            await reservation.release()
+        assert await client.get(name) == b"0"
