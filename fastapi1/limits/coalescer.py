@@ -88,8 +88,9 @@ class Coalescer(Generic[Item, Outcome]):
             fail(futures, error)
             return
         except BaseException:
-            for future in futures:
-                future.cancel()
+            # Cancelled at shutdown mid-flush: the callers get the 503 of a limiter that stopped,
+            # not a cancellation of their own (what the store did meanwhile stays counted).
+            fail(futures, LimitsUnavailable(SHUTTING_DOWN))
             raise
         for future, outcome in zip(futures, outcomes, strict=True):
             await self.hand(future, outcome)

@@ -224,7 +224,7 @@ async def open_limiter(
 
     Args:
         settings: The limits, the Redis URL and prefix, the database timeouts.
-        database: The application's database (the limiter opens a small engine of its own on it).
+        database: The application's database (the PostgreSQL store opens a small pool of its own on it).
         window_s: The rate window (60 s; shorter in tests, to watch it slide).
         clock_offset_s: Shifts the store's clock (tests only: to cross a UTC midnight).
         batched: Coalesce concurrent calls (False in the measurements only).
@@ -256,7 +256,7 @@ async def open_store(
         settings: REDIS_URL and the rest of the connection settings.
         database: The application's database.
         config: The limits.
-        pool_size: Connections of the PostgreSQL store's engine.
+        pool_size: Connections of the PostgreSQL store's pool.
 
     Yields:
         The store, closed on exit.

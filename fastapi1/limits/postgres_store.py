@@ -173,12 +173,32 @@ class PostgresStore:
             The connection.
         """
         try:
-            async with self.pool.acquire(timeout=self.acquire_timeout_s) as connection:
+            async with self.acquired() as connection:
                 yield connection
         except Exception as error:
             if not unavailable(error):
                 raise
             raise LimitsUnavailable(UNAVAILABLE) from error
+
+    @contextlib.asynccontextmanager
+    async def acquired(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, closed rather than returned when its statement failed or was cancelled.
+
+        Such a connection's state is unknown, and asyncpg would first wait for the server to
+        confirm the cancellation, which a hung server never does: the shutdown of a limiter
+        whose database stalled waited for it (tested).
+
+        Yields:
+            The connection.
+        """
+        connection = await self.pool.acquire(timeout=self.acquire_timeout_s)
+        try:
+            yield connection
+        except BaseException:
+            connection.terminate()
+            raise
+        finally:
+            await self.pool.release(connection)
 
     async def take(self, wanted: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, Taken]:
         """Take free slots; a key seen for the first time (or whose limit grew) gets its slots first.

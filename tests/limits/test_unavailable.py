@@ -141,3 +141,42 @@ class TestLifecycle:
         assert asyncio.all_tasks() - before == set()
         refused = await refused_within(limiter, call, 1)
         assert refused.message == "Limits unavailable: the service is shutting down"
+
+    async def test_calls_in_flight_at_shutdown_get_a_503_and_a_hung_database_does_not_hold_the_shutdown(
+        self, settings: Settings, database_url: str, call: Call
+    ) -> None:
+        async with TcpProxy.to_database(database_url) as proxy:
+            database = Database.connect(proxy.url, None, settings)
+            try:
+                async with asyncio.timeout(5), open_limiter(settings, database) as limiter:
+                    await call(limiter)
+                    proxy.stall()
+                    caller = asyncio.create_task(call(limiter))
+                    await asyncio.sleep(0.2)
+                with pytest.raises(LimitsUnavailable, match="shutting down"):
+                    await caller
+            finally:
+                proxy.resume()
+                await database.dispose()
+
+    async def test_a_hung_redis_does_not_hold_the_shutdown_either(
+        self, settings: Settings, limits_database: Database, redis_url: str, redis_prefix: str, call: Call
+    ) -> None:
+        parts = urlsplit(redis_url)
+        async with TcpProxy.to_address(parts.hostname or "127.0.0.1", parts.port or 6379) as proxy:
+            proxied = settings.model_copy(
+                update={
+                    "redis_url": SecretStr(f"redis://127.0.0.1:{proxy.port}{parts.path}"),
+                    "redis_prefix": redis_prefix,
+                }
+            )
+            try:
+                async with asyncio.timeout(2), open_limiter(proxied, limits_database) as limiter:
+                    await call(limiter)
+                    proxy.stall()
+                    caller = asyncio.create_task(call(limiter))
+                    await asyncio.sleep(0.2)
+                with pytest.raises(LimitsUnavailable, match="shutting down"):
+                    await caller
+            finally:
+                proxy.resume()
