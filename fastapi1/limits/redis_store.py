@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from fastapi1.config import Settings
@@ -143,10 +143,26 @@ class RedisStore:
         async with self.bounded():
             if len(calls) == 1:
                 return [await script(*calls[0])]
-            pipeline = self.client.pipeline(transaction=False)
-            for keys, args in calls:
-                await script(keys, args, client=pipeline)
-            return list(await pipeline.execute())
+            try:
+                return await self.pipelined(script, calls)
+            except NoScriptError:  # Redis restarted or flushed its scripts: none of the calls ran
+                await self.client.script_load(script.script)
+                return await self.pipelined(script, calls)
+
+    async def pipelined(self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Send every run of the script at once and read the replies.
+
+        ``EVALSHA`` by hand: a pipeline given the script itself asks ``SCRIPT EXISTS`` first, a
+        second round trip on every batch.
+
+        Args:
+            script: The registered script.
+            calls: Its keys and arguments for each run.
+        """
+        pipeline = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipeline.evalsha(script.sha, len(keys), *keys, *args)
+        return list(await pipeline.execute())
 
     async def take(self, wanted: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, Taken]:
         """Take up to ``wanted[key]`` places in each key's window.

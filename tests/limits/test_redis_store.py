@@ -1,5 +1,6 @@
 """What is particular to the Redis store: key names under REDIS_PREFIX, and keys that expire on their own."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -8,6 +9,7 @@ import redis.asyncio
 from pydantic import SecretStr
 
 from fastapi1.config import Settings
+from fastapi1.limits.redis_store import TAKE, RedisStore
 from tests.limits.conftest import LimiterFactory
 
 
@@ -61,3 +63,20 @@ class TestKeys:
             await client.set(name, 1, keepttl=True)  # as if the counter had been lost and recounted
             await reservation.release()
         assert await client.get(name) == b"0"
+
+
+class TestScripts:
+    async def test_a_batch_succeeds_when_redis_does_not_know_the_script(
+        self, make_limiter: LimiterFactory, client: redis.asyncio.Redis, redis_prefix: str
+    ) -> None:
+        first, second = uuid.uuid4(), uuid.uuid4()
+        async with make_limiter(rate_limit=5) as limiter:
+            store = limiter.store
+            assert isinstance(store, RedisStore)
+            # The same script under a digest Redis has never seen, as after a restart (SCRIPT FLUSH
+            # would do it too, for every other user of this Redis).
+            store.take_script = store.client.register_script(f"{TAKE}\n-- {uuid.uuid4()}")
+            # Two keys in one turn: one pipeline of EVALSHA, answered NOSCRIPT, sent again.
+            await asyncio.gather(limiter.check_request(first, "normal"), limiter.check_request(second, "normal"))
+        assert await client.zcard(f"{redis_prefix}:rate:{first}") == 1
+        assert await client.zcard(f"{redis_prefix}:rate:{second}") == 1
