@@ -9,17 +9,20 @@ from typing import Annotated, Any, TypeVar, cast
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
+from fastapi1.auth.dependencies import authenticate_service
 from fastapi1.bodies import CONTENT_TOO_LARGE, read_json_body
 from fastapi1.db.session import ReadSession, WriteTransactions, WriteTransactionsDep
 from fastapi1.errors import (
     CLIENT_CLOSED_REQUEST,
     BackendFailed,
     BodyValidationError,
+    Forbidden,
     GatewayTimeout,
     NotFound,
     Overloaded,
     ServiceUnavailable,
     StillProcessing,
+    Unauthenticated,
     responses,
 )
 from fastapi1.predictions import controller
@@ -40,7 +43,12 @@ from fastapi1.predictions.schemas import (
 )
 from fastapi1.responses import OrjsonResponse
 
-router = APIRouter(tags=["predictions"])
+# Checked for the token (and its rate limit) only: predictions are not owned by a service (see README).
+router = APIRouter(
+    tags=["predictions"],
+    dependencies=[Depends(authenticate_service)],
+    responses=responses(Unauthenticated, Forbidden),
+)
 
 T = TypeVar("T")
 
