@@ -68,7 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database.connect(write_url, settings.database_read_url, settings)
         stack.push_async_callback(database.dispose)
         app.state.database = database
-        app.state.authenticator = Authenticator(settings)
+        app.state.authenticator = Authenticator(settings, database)
         pool = ComputePool(settings.compute_workers, settings.compute_queue_max, settings.compute_queue_timeout_s)
         stack.push_async_callback(asyncio.to_thread, pool.shutdown)
         await pool.warm_up()

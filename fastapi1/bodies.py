@@ -19,7 +19,7 @@ value here: the route hands it a request whose ``json()`` returns that value.
 import asyncio
 import codecs
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 from fastapi.routing import APIRoute
@@ -34,6 +34,12 @@ from fastapi1.errors import ERRORS_SHOWN, BodyValidationError, ErrorMessage
 from fastapi1.responses import OrjsonResponse
 
 T = TypeVar("T")
+
+# Checks that a route's dependencies make before its body is read, keyed by the dependency:
+# authentication registers its own (fastapi1.auth.dependencies), so that a client without a
+# valid token is refused before its body is read and parsed. FastAPI itself would read and
+# validate the body first.
+BEFORE_BODY: dict[Callable[..., Any], Callable[[Request], Awaitable[None]]] = {}
 
 # Declared on every route that takes a body, with 422 (FastAPI adds that one itself).
 CONTENT_TOO_LARGE: dict[int | str, dict[str, Any]] = {
@@ -217,8 +223,13 @@ class JsonBodyRoute(APIRoute):
         field = self.body_field.field_info
         body_type: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
         adapter: TypeAdapter[Any] = TypeAdapter(body_type)
+        checks = [
+            BEFORE_BODY[dependency.call] for dependency in self.dependant.dependencies if dependency.call in BEFORE_BODY
+        ]
 
         async def read_body_then_handle(request: Request) -> Response:
+            for check in checks:
+                await check(request)
             body, value = await read_json_body(request, adapter)
             return await handler(ValidatedJsonRequest(request, body, value))
 

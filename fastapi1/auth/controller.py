@@ -18,7 +18,7 @@ from fastapi1.auth.cache import KeyCache
 from fastapi1.auth.encryption import SecretBox, UndecryptableSecret
 from fastapi1.auth.schemas import ANONYMOUS, Caller, ServiceKeys, StoredKey
 from fastapi1.config import Settings
-from fastapi1.db.session import WriteTransactions
+from fastapi1.db.engine import Database
 from fastapi1.errors import Forbidden
 from fastapi1.keys import dao as keys_dao
 from fastapi1.types import KeyType
@@ -70,12 +70,14 @@ def signing_key(token: str, keys: tuple[StoredKey, ...]) -> tuple[StoredKey, dic
 class Authenticator:
     """Checks service and admin tokens; one per process, holding the key cache."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, database: Database) -> None:
         """Read what tokens are checked against.
 
         Args:
             settings: AUTH_REQUIRED, ADMIN_CLIENT_ID/SECRET, SECRET_KEY and AUTH_KEY_CACHE_S.
+            database: Where keys are looked up: the primary (a replica could lag behind a revocation).
         """
+        self.database = database
         self.required = settings.requires_auth
         self.admin_id = settings.admin_client_id
         secret = settings.admin_client_secret
@@ -83,12 +85,11 @@ class Authenticator:
         self.box = SecretBox(settings.secret_key)
         self.cache = KeyCache(settings.auth_key_cache_s)
 
-    async def service_caller(self, authorization: str | None, transactions: WriteTransactions) -> Caller:
+    async def service_caller(self, authorization: str | None) -> Caller:
         """The caller of a service route.
 
         Args:
             authorization: The ``Authorization`` header, if any.
-            transactions: Sessions on the primary, for a key lookup the cache cannot answer.
 
         Returns:
             The service and key that signed the token; anonymous without a token when auth is not required.
@@ -101,10 +102,10 @@ class Authenticator:
             return ANONYMOUS
         token = tokens.bearer_token(authorization)
         service_id = service_id_of(tokens.unverified_issuer(token))
-        keys = await self.keys_of(service_id, transactions)
+        keys = await self.keys_of(service_id)
         found = signing_key(token, keys.keys)
         if found is None and time.monotonic() - keys.fetched_at > RECHECK_AFTER_S:
-            keys = await self.keys_of(service_id, transactions, max_age_s=RECHECK_AFTER_S)
+            keys = await self.keys_of(service_id, max_age_s=RECHECK_AFTER_S)
             found = signing_key(token, keys.keys)
         if found is None:
             raise Forbidden(KEY_NOT_FOUND)
@@ -114,14 +115,11 @@ class Authenticator:
             raise Forbidden(KEY_REVOKED)
         return Caller(service_id, key.id, key.key_type)
 
-    async def keys_of(
-        self, service_id: uuid.UUID, transactions: WriteTransactions, max_age_s: float | None = None
-    ) -> ServiceKeys:
+    async def keys_of(self, service_id: uuid.UUID, max_age_s: float | None = None) -> ServiceKeys:
         """A service's keys, from the cache or the database.
 
         Args:
             service_id: The token's service.
-            transactions: Sessions on the primary.
             max_age_s: The oldest cached entry accepted; the TTL when omitted.
 
         Raises:
@@ -129,7 +127,7 @@ class Authenticator:
         """
 
         async def load() -> ServiceKeys:
-            async with transactions() as session:
+            async with self.database.write_sessions() as session:
                 return await self.load_keys(session, service_id)
 
         keys = await self.cache.get(service_id, load, max_age_s)

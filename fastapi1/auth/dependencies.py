@@ -7,7 +7,7 @@ from fastapi.security import HTTPBearer
 
 from fastapi1.auth.controller import Authenticator
 from fastapi1.auth.schemas import Caller
-from fastapi1.db.session import WriteTransactionsDep
+from fastapi1.bodies import BEFORE_BODY
 
 
 class BearerHeader(HTTPBearer):
@@ -26,6 +26,8 @@ class BearerHeader(HTTPBearer):
         return request.headers.get("authorization")
 
 
+# Where a request's caller is kept once checked (the ASGI scope: one per request).
+CALLER = "fastapi1.caller"
 TOKEN_FORMAT = "JWT (HS256, iss + iat), as GOV.UK Notify's client libraries make"  # noqa: S105 (a description)
 service_token = BearerHeader(
     scheme_name="ServiceToken",
@@ -52,18 +54,21 @@ def get_authenticator(request: Request) -> Authenticator:
 
 
 async def authenticate_service(
-    request: Request,
-    authorization: Annotated[str | None, Depends(service_token)],
-    transactions: WriteTransactionsDep,
+    request: Request, authorization: Annotated[str | None, Depends(service_token)]
 ) -> Caller:
     """The service calling a service route (anonymous without a token in development).
+
+    Checked once per request, before its body is read (see :data:`fastapi1.bodies.BEFORE_BODY`),
+    so that a client without a valid token costs no parse of a large body.
 
     Args:
         request: The request.
         authorization: Its ``Authorization`` header.
-        transactions: Sessions for a key lookup.
     """
-    return await get_authenticator(request).service_caller(authorization, transactions)
+    caller: Caller | None = request.scope.get(CALLER)
+    if caller is None:
+        caller = request.scope[CALLER] = await get_authenticator(request).service_caller(authorization)
+    return caller
 
 
 async def authenticate_admin(request: Request, authorization: Annotated[str | None, Depends(admin_token)]) -> None:
@@ -76,5 +81,25 @@ async def authenticate_admin(request: Request, authorization: Annotated[str | No
     get_authenticator(request).check_admin(authorization)
 
 
+async def service_before_body(request: Request) -> None:
+    """:func:`authenticate_service`, before the body.
+
+    Args:
+        request: The request.
+    """
+    await authenticate_service(request, request.headers.get("authorization"))
+
+
+async def admin_before_body(request: Request) -> None:
+    """:func:`authenticate_admin`, before the body.
+
+    Args:
+        request: The request.
+    """
+    await authenticate_admin(request, request.headers.get("authorization"))
+
+
+BEFORE_BODY[authenticate_service] = service_before_body
+BEFORE_BODY[authenticate_admin] = admin_before_body
 ServiceCaller = Annotated[Caller, Depends(authenticate_service)]
 ADMIN_ONLY = Depends(authenticate_admin)

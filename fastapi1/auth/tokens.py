@@ -5,6 +5,7 @@ HS256, so ``none`` and RS256 are refused before any key is tried. The ``iat`` bo
 here, in whole seconds as Notify's own check does, so that the edge falls where Notify's does.
 """
 
+import json
 import math
 import time
 from typing import Any
@@ -29,6 +30,7 @@ NOT_HS256 = "Invalid token: algorithm used is not HS256"
 NO_ISSUER = "Invalid token: iss field not provided"
 CLOCK_SKEW = "Error: Your system clock must be accurate to within 30 seconds"
 
+_jws = jwt.PyJWS()
 _UNVERIFIED: Options = {"verify_signature": False}
 # The signature only: iat is checked by check_issued_at, and the token carries no exp, nbf or aud.
 _SIGNATURE_ONLY: Options = {"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False}
@@ -53,6 +55,32 @@ def bearer_token(authorization: str | None) -> str:
     return authorization[7:].strip()
 
 
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The claims of an HS256 token, read as JSON before its signature is checked.
+
+    PyJWT's own reading would refuse a non-string ``iss`` with a TypeError; its type is for
+    the caller to judge.
+
+    Args:
+        token: The bearer token.
+
+    Raises:
+        Forbidden: When the token is too long, is not a JWT, or is not HS256.
+    """
+    if len(token) > TOKEN_MAX_CHARS:
+        raise Forbidden(GENERAL_TOKEN_ERROR)
+    try:
+        unverified = _jws.decode_complete(token, options=_UNVERIFIED)
+        claims = json.loads(unverified["payload"])
+    except (jwt.PyJWTError, ValueError):
+        raise Forbidden(GENERAL_TOKEN_ERROR) from None
+    if unverified["header"].get("alg") != ALGORITHM:
+        raise Forbidden(NOT_HS256)
+    if not isinstance(claims, dict):
+        raise Forbidden(GENERAL_TOKEN_ERROR)
+    return claims
+
+
 def unverified_issuer(token: str) -> Any:
     """The ``iss`` of a token, read before its signature is checked (it names the key to check it with).
 
@@ -63,17 +91,9 @@ def unverified_issuer(token: str) -> Any:
         The claim's value, of whatever JSON type the token gives it.
 
     Raises:
-        Forbidden: When the token is too long, is not a JWT, is not HS256 or has no ``iss``.
+        Forbidden: When the token is not an HS256 JWT or has no ``iss``.
     """
-    if len(token) > TOKEN_MAX_CHARS:
-        raise Forbidden(GENERAL_TOKEN_ERROR)
-    try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options=_UNVERIFIED)
-    except jwt.PyJWTError:
-        raise Forbidden(GENERAL_TOKEN_ERROR) from None
-    if header.get("alg") != ALGORITHM:
-        raise Forbidden(NOT_HS256)
+    claims = unverified_claims(token)
     if "iss" not in claims:
         raise Forbidden(NO_ISSUER)
     return claims["iss"]
@@ -96,7 +116,7 @@ def signed_claims(token: str, secret: str) -> dict[str, Any] | None:
         claims: dict[str, Any] = jwt.decode(token, secret, algorithms=[ALGORITHM], options=_SIGNATURE_ONLY)
     except jwt.InvalidSignatureError:
         return None
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, TypeError, ValueError):
         raise Forbidden(GENERAL_TOKEN_ERROR) from None
     return claims
 
