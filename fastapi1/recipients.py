@@ -8,6 +8,8 @@ country code, as GOV.UK Notify does), read by ``phonenumbers``.
 import phonenumbers
 
 DEFAULT_REGION = "GB"
+UK_COUNTRY_CODE = 44
+UK_MOBILE_DIGITS = 10
 
 
 def is_email_address(recipient: str) -> bool:
@@ -17,6 +19,19 @@ def is_email_address(recipient: str) -> bool:
         recipient: An address or a number.
     """
     return "@" in recipient
+
+
+def is_uk_mobile(number: phonenumbers.PhoneNumber) -> bool:
+    """Whether a number has the shape of a UK mobile (07xxx xxxxxx), as GOV.UK Notify checks it.
+
+    phonenumbers calls the 07700 900xxx range, reserved by Ofcom for drama and used by Notify's
+    simulator numbers, invalid.
+
+    Args:
+        number: A parsed number.
+    """
+    national = str(number.national_number)
+    return number.country_code == UK_COUNTRY_CODE and len(national) == UK_MOBILE_DIGITS and national.startswith("7")
 
 
 def normalised_phone_number(number: str) -> str:
@@ -35,7 +50,7 @@ def normalised_phone_number(number: str) -> str:
         parsed = phonenumbers.parse(number, DEFAULT_REGION)
     except phonenumbers.NumberParseException:
         raise ValueError("Not a valid phone number") from None
-    if not phonenumbers.is_valid_number(parsed):
+    if not (phonenumbers.is_valid_number(parsed) or is_uk_mobile(parsed)):
         raise ValueError("Not a valid phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
