@@ -126,3 +126,17 @@ async def new_key(client: AsyncClient, service_id: uuid.UUID, key_type: str = "n
 async def key(auth_client: AsyncClient) -> Key:
     """A normal key of a new service."""
     return await new_key(auth_client, await new_service(auth_client))
+
+
+@pytest.fixture(scope="session")
+async def dev_app(auth_settings: Settings) -> AsyncIterator[FastAPI]:
+    """Development: AUTH_REQUIRED off, on the same database as ``auth_app``."""
+    application = create_app(auth_settings.model_copy(update={"auth_required": False}))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def dev_client(dev_app: FastAPI) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(transport=ASGITransport(app=dev_app), base_url="http://dev") as http:
+        yield http
