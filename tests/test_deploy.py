@@ -144,7 +144,7 @@ def stand_in(name: str) -> str:
     Args:
         name: The variable.
     """
-    return "postgresql://fastapi1:password@db/fastapi1" if name == "DATABASE_URL" else "s" * config.SECRET_KEY_MIN_CHARS
+    return "postgresql://fastapi1:password@db/fastapi1" if name == "DATABASE_URL" else "s" * config.SECRET_MIN_CHARS
 
 
 def started_with(env: dict[str, dict[str, Any]]) -> dict[str, str]:
@@ -442,7 +442,7 @@ class TestTerraform:
             block = text[start:end]
             length = re.search(r"^\s*length\s*=\s*(\d+)$", block, re.MULTILINE)
             assert length
-            assert int(length.group(1)) >= config.SECRET_KEY_MIN_CHARS, name
+            assert int(length.group(1)) >= config.SECRET_MIN_CHARS, name
             # Letters and digits only: a comma would split SECRET_KEY's list.
             assert re.search(r"^\s*special\s*=\s*false$", block, re.MULTILINE), name
         # Into local.credentials: the Secrets Manager secret and the Kubernetes Secret the chart reads.
