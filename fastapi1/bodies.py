@@ -9,6 +9,8 @@ everywhere, and a bad body is always a 422 in FastAPI's shape:
 - the body is parsed and validated in one pass by pydantic's ``validate_json`` (in Rust,
   several times faster than ``json.loads`` and then validating the Python objects, for a
   1,000-item list or 100,000 pairs), which also refuses nesting deeper than its limit;
+- an object that repeats a key is refused (every parser keeps the last one silently), once
+  the body has validated, by :mod:`fastapi1.duplicate_keys`;
 - only the first errors are kept (see ``fastapi1.errors.ERRORS_SHOWN``).
 
 FastAPI's own reading differs on each point (any content type, 400 on bytes that are not
@@ -30,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fastapi1.duplicate_keys import has_duplicate_keys, locate_duplicate_key
 from fastapi1.errors import ERRORS_SHOWN, BodyValidationError, ErrorMessage
 from fastapi1.responses import OrjsonResponse
 
@@ -48,7 +51,7 @@ CONTENT_TOO_LARGE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def body_error(kind: str, message: str, loc: tuple[str, ...] = ("body",)) -> BodyValidationError:
+def body_error(kind: str, message: str, loc: tuple[str | int, ...] = ("body",)) -> BodyValidationError:
     """A 422 about the body as a whole.
 
     Args:
@@ -135,12 +138,12 @@ def parse_json_body(adapter: TypeAdapter[T], body: bytes) -> T:
         The validated value.
 
     Raises:
-        BodyValidationError: When the body is not JSON or not of that type (a 422); ``loc``
-            starts with ``"body"`` as in FastAPI's errors.
+        BodyValidationError: When the body is not JSON, not of that type or repeats a key (a
+            422); ``loc`` starts with ``"body"`` as in FastAPI's errors.
     """
     text = json_text(body)
     try:
-        return adapter.validate_json(text)
+        value = adapter.validate_json(text)
     except ValidationError as error:
         # A body that does not parse has exactly one error; counting first spares building
         # the error list of a 100,000-item body that parsed but did not validate.
@@ -151,6 +154,25 @@ def parse_json_body(adapter: TypeAdapter[T], body: bytes) -> T:
             {"type": item["type"], "loc": ("body", *item["loc"]), "msg": item["msg"]} for item in found[:ERRORS_SHOWN]
         ]
         raise BodyValidationError(shown, error.error_count()) from None
+    reject_duplicate_keys(text)
+    return value
+
+
+def reject_duplicate_keys(text: bytes | str) -> None:
+    """Refuse a valid JSON body in which an object repeats a key, naming the object and the key.
+
+    Args:
+        text: The body as given to ``validate_json``.
+
+    Raises:
+        BodyValidationError: A 422 whose ``loc`` is the object's (``["body", 3]`` for the
+            fourth item of a list).
+    """
+    # Only a refused body pays for finding where: a second parse that keeps every pair.
+    found = locate_duplicate_key(text) if has_duplicate_keys(text) else None
+    if found is not None:
+        path, key = found
+        raise body_error("duplicate_key", f"Duplicate key {key!r}", ("body", *path))
 
 
 async def read_json_body(request: Request, adapter: TypeAdapter[T]) -> tuple[bytes, T]:
