@@ -106,7 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_log_format(settings.log_format)
     # Added first, so it runs inside the request log and every 413 is logged with its request id.
     app.add_middleware(
-        BodyLimitMiddleware, max_body_bytes=LIMITS.max_body_bytes, body_timeout_s=settings.http_body_timeout_s
+        BodyLimitMiddleware,
+        routes=app.router.routes,
+        max_body_bytes=LIMITS.max_body_bytes,
+        body_timeout_s=settings.http_body_timeout_s,
     )
     app.add_middleware(RequestLogMiddleware)
     # Outermost: its durations include the request log's, and every 413 and 500 is counted.
