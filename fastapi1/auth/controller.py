@@ -53,17 +53,16 @@ def service_id_of(issuer: Any) -> uuid.UUID:
         raise Forbidden(NOT_A_SERVICE_ID) from None
 
 
-def signing_key(token: str, keys: tuple[StoredKey, ...]) -> tuple[StoredKey, dict[str, Any]] | None:
-    """The key whose secret signed the token, with the token's claims.
+def signing_key(token: tokens.Token, keys: tuple[StoredKey, ...]) -> StoredKey | None:
+    """The key whose secret signed the token.
 
     Args:
-        token: The bearer token.
+        token: The token, read.
         keys: The service's keys.
     """
     for key in keys:
-        claims = tokens.signed_claims(token, key.secret)
-        if claims is not None:
-            return key, claims
+        if token.signed_with(key.secret):
+            return key
     return None
 
 
@@ -81,7 +80,7 @@ class Authenticator:
         self.required = settings.requires_auth
         self.admin_id = settings.admin_client_id
         secret = settings.admin_client_secret
-        self.admin_secret = None if secret is None else secret.get_secret_value()
+        self.admin_secret = None if secret is None else tokens.prepared_secret(secret.get_secret_value())
         self.box = SecretBox(settings.secret_key)
         self.cache = KeyCache(settings.auth_key_cache_s)
 
@@ -100,17 +99,16 @@ class Authenticator:
         """
         if authorization is None and not self.required:
             return ANONYMOUS
-        token = tokens.bearer_token(authorization)
-        service_id = service_id_of(tokens.unverified_issuer(token))
+        token = tokens.read_token(tokens.bearer_token(authorization))
+        service_id = service_id_of(token.issuer)
         keys = await self.keys_of(service_id)
-        found = signing_key(token, keys.keys)
-        if found is None and time.monotonic() - keys.fetched_at > RECHECK_AFTER_S:
+        key = signing_key(token, keys.keys)
+        if key is None and time.monotonic() - keys.fetched_at > RECHECK_AFTER_S:
             keys = await self.keys_of(service_id, max_age_s=RECHECK_AFTER_S)
-            found = signing_key(token, keys.keys)
-        if found is None:
+            key = signing_key(token, keys.keys)
+        if key is None:
             raise Forbidden(KEY_NOT_FOUND)
-        key, claims = found
-        tokens.check_issued_at(claims)
+        tokens.check_issued_at(token.claims)
         if key.revoked:
             raise Forbidden(KEY_REVOKED)
         return Caller(service_id, key.id, key.key_type)
@@ -158,7 +156,8 @@ class Authenticator:
                 # A SECRET_KEY entry was dropped before this key was re-encrypted: the key cannot be used.
                 logger.error("API key %s of service %s: its secret decrypts with no SECRET_KEY", row.id, service_id)
                 continue
-            keys.append(StoredKey(row.id, cast(KeyType, row.key_type), secret, row.revoked_at is not None))
+            key_type = cast(KeyType, row.key_type)
+            keys.append(StoredKey(row.id, key_type, tokens.prepared_secret(secret), row.revoked_at is not None))
         return ServiceKeys(exists=True, keys=tuple(keys), fetched_at=fetched_at)
 
     def check_admin(self, authorization: str | None) -> None:
@@ -173,10 +172,9 @@ class Authenticator:
         """
         if authorization is None and not self.required:
             return
-        token = tokens.bearer_token(authorization)
-        if tokens.unverified_issuer(token) != self.admin_id:
+        token = tokens.read_token(tokens.bearer_token(authorization))
+        if token.issuer != self.admin_id:
             raise Forbidden(NOT_ALLOWED)
-        claims = None if self.admin_secret is None else tokens.signed_claims(token, self.admin_secret)
-        if claims is None:
+        if self.admin_secret is None or not token.signed_with(self.admin_secret):
             raise Forbidden(KEY_NOT_FOUND)
-        tokens.check_issued_at(claims)
+        tokens.check_issued_at(token.claims)

@@ -25,11 +25,11 @@ ANONYMOUS = Caller()
 
 @dataclass(frozen=True, slots=True)
 class StoredKey:
-    """An API key as authentication holds it: its secret decrypted."""
+    """An API key as authentication holds it: its secret decrypted and prepared for HS256."""
 
     id: uuid.UUID
     key_type: KeyType
-    secret: str
+    secret: bytes
     revoked: bool
 
 

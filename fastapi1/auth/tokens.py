@@ -1,17 +1,24 @@
 """GOV.UK Notify's tokens: HS256 JWTs with ``iss`` and ``iat``, at most 30 s from the server's clock.
 
-PyJWT checks the signature (``hmac.compare_digest``, constant time) with ``alg`` pinned to
-HS256, so ``none`` and RS256 are refused before any key is tried. The ``iat`` bound is checked
-here, in whole seconds as Notify's own check does, so that the edge falls where Notify's does.
+A token is read once: its header and claims parsed, ``alg`` pinned to HS256 (so ``none`` and
+RS256 are refused before any key is tried), then its signature checked against each candidate
+key with PyJWT's HS256 (``hmac.compare_digest``, constant time) over the exact bytes that were
+parsed. ``jwt.decode`` would parse the token again for every key it tries and cost several times
+as much (79 us against 3 us per key, measured); what it checks beyond the signature, this token
+does not carry (``exp``, ``nbf``, ``aud``). ``iat`` is checked in whole seconds, as Notify's own
+check does, so that the edge falls where Notify's does.
 """
 
-import json
+import binascii
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from jwt.types import Options
+import orjson
+from jwt.algorithms import HMACAlgorithm
+from jwt.utils import base64url_decode
 
 from fastapi1.errors import Forbidden, Unauthenticated
 
@@ -19,6 +26,7 @@ ALGORITHM = "HS256"
 CLOCK_BOUND_S = 30
 # Notify's tokens are about 150 characters; a longer one is refused before it is parsed.
 TOKEN_MAX_CHARS = 1_024
+HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
 
 NO_TOKEN = "Unauthorized: authentication token must be provided"  # noqa: S105 (a message)
 NOT_BEARER = "Unauthorized: authentication bearer scheme must be used"
@@ -30,10 +38,33 @@ NOT_HS256 = "Invalid token: algorithm used is not HS256"
 NO_ISSUER = "Invalid token: iss field not provided"
 CLOCK_SKEW = "Error: Your system clock must be accurate to within 30 seconds"
 
-_jws = jwt.PyJWS()
-_UNVERIFIED: Options = {"verify_signature": False}
-# The signature only: iat is checked by check_issued_at, and the token carries no exp, nbf or aud.
-_SIGNATURE_ONLY: Options = {"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False}
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A token read but not yet verified: what its signature covers, the signature, its claims."""
+
+    signing_input: bytes
+    signature: bytes
+    claims: dict[str, Any]
+
+    @property
+    def issuer(self) -> Any:
+        """The ``iss``, of whatever JSON type the token gives it (it names the key to check it with).
+
+        Raises:
+            Forbidden: When there is none.
+        """
+        if "iss" not in self.claims:
+            raise Forbidden(NO_ISSUER)
+        return self.claims["iss"]
+
+    def signed_with(self, key: bytes) -> bool:
+        """Whether the key's secret made the signature.
+
+        Args:
+            key: A secret as :func:`prepared_secret` gives it.
+        """
+        return HS256.verify(self.signing_input, key, self.signature)
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -55,70 +86,38 @@ def bearer_token(authorization: str | None) -> str:
     return authorization[7:].strip()
 
 
-def unverified_claims(token: str) -> dict[str, Any]:
-    """The claims of an HS256 token, read as JSON before its signature is checked.
-
-    PyJWT's own reading would refuse a non-string ``iss`` with a TypeError; its type is for
-    the caller to judge.
+def read_token(token: str) -> Token:
+    """Parse a JWT without trusting it.
 
     Args:
         token: The bearer token.
 
     Raises:
-        Forbidden: When the token is too long, is not a JWT, or is not HS256.
+        Forbidden: When it is too long, not a JWT, not HS256, or its claims are not an object.
     """
-    if len(token) > TOKEN_MAX_CHARS:
+    if len(token) > TOKEN_MAX_CHARS or token.count(".") != 2:
         raise Forbidden(GENERAL_TOKEN_ERROR)
+    header_part, payload_part, signature_part = token.encode().split(b".")
     try:
-        unverified = _jws.decode_complete(token, options=_UNVERIFIED)
-        claims = json.loads(unverified["payload"])
-    except (jwt.PyJWTError, ValueError):
+        header = orjson.loads(base64url_decode(header_part))
+        claims = orjson.loads(base64url_decode(payload_part))
+        signature = base64url_decode(signature_part)
+    except (binascii.Error, ValueError):
         raise Forbidden(GENERAL_TOKEN_ERROR) from None
-    if unverified["header"].get("alg") != ALGORITHM:
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise Forbidden(GENERAL_TOKEN_ERROR)
+    if header.get("alg") != ALGORITHM:
         raise Forbidden(NOT_HS256)
-    if not isinstance(claims, dict):
-        raise Forbidden(GENERAL_TOKEN_ERROR)
-    return claims
+    return Token(header_part + b"." + payload_part, signature, claims)
 
 
-def unverified_issuer(token: str) -> Any:
-    """The ``iss`` of a token, read before its signature is checked (it names the key to check it with).
+def prepared_secret(secret: str) -> bytes:
+    """A key's secret as the HS256 check takes it, prepared once per cached key.
 
     Args:
-        token: The bearer token.
-
-    Returns:
-        The claim's value, of whatever JSON type the token gives it.
-
-    Raises:
-        Forbidden: When the token is not an HS256 JWT or has no ``iss``.
+        secret: The clear secret.
     """
-    claims = unverified_claims(token)
-    if "iss" not in claims:
-        raise Forbidden(NO_ISSUER)
-    return claims["iss"]
-
-
-def signed_claims(token: str, secret: str) -> dict[str, Any] | None:
-    """The claims of a token if ``secret`` signed it.
-
-    Args:
-        token: A token that :func:`unverified_issuer` accepted.
-        secret: A candidate key's secret.
-
-    Returns:
-        The claims, or None when the signature is not this secret's.
-
-    Raises:
-        Forbidden: When the token is malformed in a way the unverified read let through.
-    """
-    try:
-        claims: dict[str, Any] = jwt.decode(token, secret, algorithms=[ALGORITHM], options=_SIGNATURE_ONLY)
-    except jwt.InvalidSignatureError:
-        return None
-    except (jwt.PyJWTError, TypeError, ValueError):
-        raise Forbidden(GENERAL_TOKEN_ERROR) from None
-    return claims
+    return HS256.prepare_key(secret)
 
 
 def check_issued_at(claims: dict[str, Any], now: float | None = None) -> None:
