@@ -3,12 +3,14 @@
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
 from fastapi1.additions.pool import ComputePool
 from fastapi1.additions.views import router as additions_router
+from fastapi1.auth.controller import Authenticator
 from fastapi1.bodies import BodyLimitMiddleware
 from fastapi1.broker.connection import open_broker
 from fastapi1.config import LIMITS, Settings
@@ -17,6 +19,7 @@ from fastapi1.db.engine import Database
 from fastapi1.docs import install_docs
 from fastapi1.errors import install_error_handlers
 from fastapi1.http_metrics import HttpMetricsMiddleware
+from fastapi1.keys.views import router as keys_router
 from fastapi1.logging import RequestLogMiddleware, configure_log_format
 from fastapi1.notifications.views import router as notifications_router
 from fastapi1.openapi import Fastapi1
@@ -25,6 +28,23 @@ from fastapi1.predictions.views import router as predictions_router
 from fastapi1.services.views import router as services_router
 from fastapi1.status.views import metrics_router
 from fastapi1.status.views import router as status_router
+
+logger = logging.getLogger("fastapi1")
+
+
+def warn_of_open_access(settings: Settings) -> None:
+    """Say at start-up what a development configuration leaves open.
+
+    Args:
+        settings: The configuration.
+    """
+    if not settings.requires_auth:
+        logger.warning(
+            "AUTH_REQUIRED is off (development): requests without a token are served, unscoped by service;"
+            " ENVIRONMENT=production turns it on"
+        )
+    if settings.secret_key is None:
+        logger.warning("SECRET_KEY is unset (development): API-key secrets are encrypted with a public key")
 
 
 @contextlib.asynccontextmanager
@@ -40,6 +60,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         Control while the application serves.
     """
     settings: Settings = app.state.settings
+    warn_of_open_access(settings)
     async with contextlib.AsyncExitStack() as stack:
         write_url = settings.database_url
         if write_url is None:
@@ -47,6 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database.connect(write_url, settings.database_read_url, settings)
         stack.push_async_callback(database.dispose)
         app.state.database = database
+        app.state.authenticator = Authenticator(settings, database)
         pool = ComputePool(settings.compute_workers, settings.compute_queue_max, settings.compute_queue_timeout_s)
         stack.push_async_callback(asyncio.to_thread, pool.shutdown)
         await pool.warm_up()
@@ -84,7 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_log_format(settings.log_format)
     # Added first, so it runs inside the request log and every 413 is logged with its request id.
     app.add_middleware(
-        BodyLimitMiddleware, max_body_bytes=LIMITS.max_body_bytes, body_timeout_s=settings.http_body_timeout_s
+        BodyLimitMiddleware,
+        routes=app.router.routes,
+        max_body_bytes=LIMITS.max_body_bytes,
+        body_timeout_s=settings.http_body_timeout_s,
     )
     app.add_middleware(RequestLogMiddleware)
     # Outermost: its durations include the request log's, and every 413 and 500 is counted.
@@ -95,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router)
     app.include_router(notifications_router)
     app.include_router(services_router)
+    app.include_router(keys_router)
     app.include_router(additions_router)
     app.include_router(predictions_router)
     return app

@@ -9,6 +9,8 @@ everywhere, and a bad body is always a 422 in FastAPI's shape:
 - the body is parsed and validated in one pass by pydantic's ``validate_json`` (in Rust,
   several times faster than ``json.loads`` and then validating the Python objects, for a
   1,000-item list or 100,000 pairs), which also refuses nesting deeper than its limit;
+- an object that repeats a key is refused (every parser keeps the last one silently), once
+  the body has validated, by :mod:`fastapi1.duplicate_keys`;
 - only the first errors are kept (see ``fastapi1.errors.ERRORS_SHOWN``).
 
 FastAPI's own reading differs on each point (any content type, 400 on bytes that are not
@@ -19,21 +21,30 @@ value here: the route hands it a request whose ``json()`` returns that value.
 import asyncio
 import codecs
 import json
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Annotated, Any, ClassVar, TypeVar
 
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fastapi1.duplicate_keys import has_duplicate_keys, locate_duplicate_key
 from fastapi1.errors import ERRORS_SHOWN, BodyValidationError, ErrorMessage
+from fastapi1.http_metrics import RouteLabels
 from fastapi1.responses import OrjsonResponse
 
 T = TypeVar("T")
+
+# Checks that a route's dependencies make before its body is read, keyed by the dependency:
+# authentication registers its own (fastapi1.auth.dependencies), so that a client without a
+# valid token is refused before its body is read and parsed. FastAPI itself would read and
+# validate the body first.
+BEFORE_BODY: dict[Callable[..., Any], Callable[[Request], Awaitable[None]]] = {}
 
 # Declared on every route that takes a body, with 422 (FastAPI adds that one itself).
 CONTENT_TOO_LARGE: dict[int | str, dict[str, Any]] = {
@@ -42,7 +53,7 @@ CONTENT_TOO_LARGE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def body_error(kind: str, message: str, loc: tuple[str, ...] = ("body",)) -> BodyValidationError:
+def body_error(kind: str, message: str, loc: tuple[str | int, ...] = ("body",)) -> BodyValidationError:
     """A 422 about the body as a whole.
 
     Args:
@@ -129,12 +140,12 @@ def parse_json_body(adapter: TypeAdapter[T], body: bytes) -> T:
         The validated value.
 
     Raises:
-        BodyValidationError: When the body is not JSON or not of that type (a 422); ``loc``
-            starts with ``"body"`` as in FastAPI's errors.
+        BodyValidationError: When the body is not JSON, not of that type or repeats a key (a
+            422); ``loc`` starts with ``"body"`` as in FastAPI's errors.
     """
     text = json_text(body)
     try:
-        return adapter.validate_json(text)
+        value = adapter.validate_json(text)
     except ValidationError as error:
         # A body that does not parse has exactly one error; counting first spares building
         # the error list of a 100,000-item body that parsed but did not validate.
@@ -145,6 +156,25 @@ def parse_json_body(adapter: TypeAdapter[T], body: bytes) -> T:
             {"type": item["type"], "loc": ("body", *item["loc"]), "msg": item["msg"]} for item in found[:ERRORS_SHOWN]
         ]
         raise BodyValidationError(shown, error.error_count()) from None
+    reject_duplicate_keys(text)
+    return value
+
+
+def reject_duplicate_keys(text: bytes | str) -> None:
+    """Refuse a valid JSON body in which an object repeats a key, naming the object and the key.
+
+    Args:
+        text: The body as given to ``validate_json``.
+
+    Raises:
+        BodyValidationError: A 422 whose ``loc`` is the object's (``["body", 3]`` for the
+            fourth item of a list).
+    """
+    # Only a refused body pays for finding where: a second parse that keeps every pair.
+    found = locate_duplicate_key(text) if has_duplicate_keys(text) else None
+    if found is not None:
+        path, key = found
+        raise body_error("duplicate_key", f"Duplicate key {key!r}", ("body", *path))
 
 
 async def read_json_body(request: Request, adapter: TypeAdapter[T]) -> tuple[bytes, T]:
@@ -200,6 +230,9 @@ class JsonBodyRoute(APIRoute):
     revalidated) and lists of them costs a type check per item.
     """
 
+    # The byte cap of the route's bodies (BodyLimitMiddleware applies it); None: the application's.
+    max_body_bytes: ClassVar[int | None] = None
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler, preceded by reading the body when the route has one.
 
@@ -217,39 +250,97 @@ class JsonBodyRoute(APIRoute):
         field = self.body_field.field_info
         body_type: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
         adapter: TypeAdapter[Any] = TypeAdapter(body_type)
+        checks = [
+            BEFORE_BODY[dependency.call] for dependency in self.dependant.dependencies if dependency.call in BEFORE_BODY
+        ]
 
         async def read_body_then_handle(request: Request) -> Response:
+            for check in checks:
+                await check(request)
             body, value = await read_json_body(request, adapter)
             return await handler(ValidatedJsonRequest(request, body, value))
 
         return read_body_then_handle
 
 
+def too_large(max_body_bytes: int) -> str:
+    """The detail of a 413.
+
+    Args:
+        max_body_bytes: The cap the body went over.
+    """
+    return f"Request body is larger than {max_body_bytes} bytes"
+
+
+class BodyCaps:
+    """The byte cap of each route's bodies: its ``max_body_bytes`` (see :class:`JsonBodyRoute`), else the default.
+
+    Found by the route the router will pick, matched as the HTTP metrics match it, from a
+    table built on first use, once every router is included.
+    """
+
+    def __init__(self, routes: Sequence[BaseRoute], default: int) -> None:
+        """Cap by these routes.
+
+        Args:
+            routes: The application's routes (the router's own list).
+            default: The cap of a route that declares none.
+        """
+        self.routes = routes
+        self.labels = RouteLabels(routes)
+        self.default = default
+        self.by_route: dict[str, int] | None = None
+
+    def cap(self, scope: Scope) -> int:
+        """The cap of the route that serves ``scope``.
+
+        Args:
+            scope: An HTTP scope.
+        """
+        if self.by_route is None:
+            self.by_route = self.prepare()
+        return self.by_route.get(self.labels.label(scope), self.default)
+
+    def prepare(self) -> dict[str, int]:
+        """The cap of every route template that declares one."""
+        caps: dict[str, int] = {}
+        for context in iter_route_contexts(self.routes):
+            cap, template = getattr(context.original_route, "max_body_bytes", None), context.path_format
+            if cap is not None and template is not None:
+                # Routes of one template (GET and POST) share the larger cap: one without a body never reads it.
+                caps[template] = max(cap, caps.get(template, cap))
+        return caps
+
+
 class BodyLimitMiddleware:
-    """Refuse a request body over a byte cap with ``413 {"detail": ...}``, or too slow with ``408``.
+    """Refuse a request body over its route's byte cap with ``413 {"detail": ...}``, or too slow with ``408``.
 
     Starlette's limiter (FastAPI's ``max_body_size``) answers ``text/plain`` when the
     ``Content-Length`` is over the cap but JSON when a chunked body goes over it; here
     both are the same JSON. A declared length over the cap is refused before the
-    application runs; a streamed body is counted as it is read.
+    application runs; a streamed body is counted as it is read. The cap is the route's
+    (:class:`BodyCaps`) for a request that declares a body (``Content-Length`` or
+    ``Transfer-Encoding``), the default for any other.
 
     uvicorn bounds neither how long a body may take (its keep-alive timer is re-armed only
     after a response) nor how long headers may take; the body deadline is kept here, where
     the body is read, and the header deadline in :mod:`fastapi1.http`.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, app: ASGIApp, routes: Sequence[BaseRoute], max_body_bytes: int, body_timeout_s: float = 30.0
+    ) -> None:
         """Wrap an ASGI application.
 
         Args:
             app: The application.
-            max_body_bytes: The largest body accepted.
+            routes: Its routes, whose caps are read on first use.
+            max_body_bytes: The largest body accepted by a route that declares no cap.
             body_timeout_s: Seconds the whole body may take to arrive, from the application's first read.
         """
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.caps = BodyCaps(routes, max_body_bytes)
         self.body_timeout_s = body_timeout_s
-        self.detail = f"Request body is larger than {max_body_bytes} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve the request with its body counted.
@@ -261,23 +352,28 @@ class BodyLimitMiddleware:
         """
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-        elif self.declared_length(scope) > self.max_body_bytes:
-            await OrjsonResponse({"detail": self.detail}, status_code=413)(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        declared = self.declared_length(headers)
+        # Only a request that carries a body pays for matching its route (a GET by id matches by regex).
+        cap = self.caps.cap(scope) if declared or "transfer-encoding" in headers else self.caps.default
+        if declared > cap:
+            await OrjsonResponse({"detail": too_large(cap)}, status_code=413)(scope, receive, send)
         else:
-            counter = BodyCounter(receive, self.max_body_bytes, self.detail, self.body_timeout_s)
+            counter = BodyCounter(receive, cap, too_large(cap), self.body_timeout_s)
             await self.app(scope, counter.receive, send)
 
     @staticmethod
-    def declared_length(scope: Scope) -> int:
+    def declared_length(headers: Headers) -> int:
         """The request's ``Content-Length``, 0 when absent or not a number.
 
         Args:
-            scope: The ASGI connection scope.
+            headers: The request's headers.
 
         Returns:
             The declared length.
         """
-        value = Headers(scope=scope).get("content-length", "")
+        value = headers.get("content-length", "")
         return int(value) if value.isascii() and value.isdigit() else 0
 
 

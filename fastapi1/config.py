@@ -74,24 +74,24 @@ def comma_separated(value: object) -> object:
     return value
 
 
-def long_enough(keys: list[SecretStr] | None) -> list[SecretStr] | None:
-    """Refuse an encryption key too short to be random enough.
+def long_enough(secret: SecretStr) -> SecretStr:
+    """Refuse a secret too short to be random enough (HS256 asks for 32 bytes, RFC 7518 3.2).
 
     Args:
-        keys: The keys, newest first.
+        secret: The secret.
 
     Raises:
-        ValueError: When a key has fewer than SECRET_KEY_MIN_CHARS characters.
+        ValueError: When it has fewer than SECRET_MIN_CHARS characters.
     """
-    for key in keys or ():
-        if len(key.get_secret_value()) < SECRET_KEY_MIN_CHARS:
-            raise ValueError(f"each SECRET_KEY must have at least {SECRET_KEY_MIN_CHARS} characters")
-    return keys
+    if len(secret.get_secret_value()) < SECRET_MIN_CHARS:
+        raise ValueError(f"must have at least {SECRET_MIN_CHARS} characters")
+    return secret
 
 
 # 32 characters of secrets.token_urlsafe carry 192 bits.
-SECRET_KEY_MIN_CHARS = 32
-SecretKeys = Annotated[list[SecretStr] | None, NoDecode, BeforeValidator(comma_separated), AfterValidator(long_enough)]
+SECRET_MIN_CHARS = 32
+LongSecret = Annotated[SecretStr, AfterValidator(long_enough)]
+SecretKeys = Annotated[list[LongSecret] | None, NoDecode, BeforeValidator(comma_separated)]
 
 
 def empty_as_none(value: object) -> object:
@@ -239,7 +239,7 @@ class Settings(BaseSettings):
     admin_client_id: str = Field(
         default="fastapi1-admin", min_length=1, max_length=255, description="The `iss` of admin tokens."
     )
-    admin_client_secret: Annotated[SecretStr | None, BeforeValidator(empty_as_none)] = Field(
+    admin_client_secret: Annotated[LongSecret | None, BeforeValidator(empty_as_none)] = Field(
         default=None, description="Signs admin tokens (HS256); required when AUTH_REQUIRED."
     )
     secret_key: SecretKeys = Field(

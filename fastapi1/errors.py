@@ -85,6 +85,37 @@ class ServiceUnavailable(AppError):
     log_cause = True
 
 
+class BadRequest(AppError):
+    """The request cannot be carried out as asked (a team key sending outside its guest list)."""
+
+    status_code = 400
+
+
+class AuthError(AppError):
+    """A request without a valid token where one is needed; GOV.UK Notify's messages."""
+
+    def __init__(self, message: str) -> None:
+        """Keep the message, and the challenge every refusal carries.
+
+        Args:
+            message: One of Notify's messages; never which part of a token was wrong beyond it.
+        """
+        super().__init__(message)
+        self.headers["WWW-Authenticate"] = "Bearer"
+
+
+class Unauthenticated(AuthError):
+    """No token, or not a bearer token (401)."""
+
+    status_code = 401
+
+
+class Forbidden(AuthError):
+    """A token that is invalid, expired, revoked, or not allowed here (403)."""
+
+    status_code = 403
+
+
 class BodyValidationError(RequestValidationError):
     """A rejected request body: the first errors found, and how many there were in all.
 

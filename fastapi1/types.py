@@ -33,7 +33,8 @@ Timestamp = Annotated[
 
 # Model names go into backend URL paths (/models/{name}/predict): characters that need no escaping.
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9._:-]+$"
-ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=MODEL_NAME_PATTERN)]
+MODEL_NAME_MAX = 128
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=MODEL_NAME_MAX, pattern=MODEL_NAME_PATTERN)]
 
 KeyType = Literal["normal", "team", "test"]
 # Notify's key types: normal sends to anyone, team only to the guest list, test to no provider.

@@ -12,6 +12,11 @@ at each of ``BENCH_PREDICT_CLIENTS`` (100,1000,10000) for ``BENCH_PREDICT_SECOND
 the service's CPU (its whole process tree, by psutil) and its backend calls (from /metrics
 when the service has it, else from its one log line per backend call) measured over the same
 window.
+
+``BENCH_ONLY=auth`` compares a service with AUTH_REQUIRED off and one with it on (a real key's
+token on every request, counted against its rate limit) on one database, in alternating rounds
+(``BENCH_AUTH_ROUNDS``, 4) of single POST, GET by id and /multiple of 100 at 32 connections,
+and prints each scenario's median req/s and the on/off ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -32,7 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +54,7 @@ sys.path.insert(0, str(ROOT / "scripts"))  # bench_delivery, also when this file
 
 from bench_delivery import DeliveryResult, check, drain, light_load, print_results, running_worker  # noqa: E402
 
+from fastapi1.auth.tokens import create_token  # noqa: E402
 from fastapi1.broker.connection import delete_prefix  # noqa: E402
 from fastapi1.config import Settings, to_async_url  # noqa: E402
 from fastapi1.db.embedded import embedded_postgres  # noqa: E402
@@ -109,6 +116,7 @@ class Scenario:
     items: int = 0  # notifications stored per successful request
     ok_status: int = 200
     ids_file: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -155,6 +163,7 @@ class Report:
     large_add: dict[str, float] = field(default_factory=dict)
     delivery: list[DeliveryResult] = field(default_factory=list)
     predict: list[dict[str, Any]] = field(default_factory=list)
+    auth: list[dict[str, Any]] = field(default_factory=list)
 
 
 def notification_items(count: int) -> list[dict[str, Any]]:
@@ -237,12 +246,14 @@ class Service:
 
 
 @contextlib.contextmanager
-def running_service(url: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[Service]:
+def running_service(
+    url: str, workers: int, extra_env: dict[str, str] | None = None, log_name: str = "service.log"
+) -> Iterator[Service]:
     """Start ``python -m fastapi1.serve`` and yield it with its base URL; stop it on exit."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": str(workers)}
     env.update(extra_env or {})
-    log = (RESULTS_DIR / "service.log").open("wb")
+    log = (RESULTS_DIR / log_name).open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "fastapi1.serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
@@ -291,6 +302,7 @@ def run_wrk(base: str, scenario: Scenario, connections: int, seconds: float) -> 
                 + (f"template = [==[{body}]==]\n" if "{unique}" in body else "")
                 + lua
             )
+        lua = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in scenario.headers.items()) + lua
         script.write_text(lua)
         threads = min(connections, 2)
         env = {**os.environ, "BENCH_IDS": scenario.ids_file or "/dev/null", "BENCH_RUN": secrets.token_hex(3)}
@@ -338,7 +350,8 @@ def run_locust(base: str, scenario: Scenario, connections: int, seconds: float) 
             "    def go(self):\n"
             f"        path = {scenario.path!r} + next(IDS)\n"
             f"        with self.client.request({scenario.method!r}, path, data=BODY, "
-            "headers={'content-type': 'application/json'}, name='s', catch_response=True) as r:\n"
+            f"headers={{'content-type': 'application/json', **{scenario.headers!r}}}, name='s', catch_response=True)"
+            " as r:\n"
             f"            r.success() if r.status_code == {scenario.ok_status} else r.failure(str(r.status_code))\n"
         )
         prefix = Path(scratch) / "stats"
@@ -454,12 +467,15 @@ async def large_add(base: str, pairs: int) -> dict[str, float]:
     }
 
 
-def seed_ids(base: str, count: int, path: Path) -> None:
-    """Create notifications to read back and write their ids, one a line."""
+def seed_ids(base: str, count: int, path: Path, headers: Callable[[], dict[str, str]] = dict) -> None:
+    """Create notifications to read back and write their ids, one a line.
+
+    ``headers`` gives each request's headers (a fresh token for an authenticated service).
+    """
     ids: list[str] = []
     with httpx.Client(base_url=base, timeout=60) as client:
         while len(ids) < count:
-            response = client.post("/notifications/v1/multiple", json=notification_items(100))
+            response = client.post("/notifications/v1/multiple", json=notification_items(100), headers=headers())
             ids += [n["id"] for n in response.json()]
     path.write_text("\n".join(ids) + "\n")
 
@@ -734,6 +750,7 @@ def parse_options() -> argparse.Namespace:
     parser.add_argument("--predict-seconds", type=float, default=float(os.environ.get("BENCH_PREDICT_SECONDS", 60)))
     parser.add_argument("--predict-warmup", type=float, default=float(os.environ.get("BENCH_PREDICT_WARMUP", 5)))
     parser.add_argument("--predict-client", default=os.environ.get("BENCH_PREDICT_CLIENT", "raw"))
+    parser.add_argument("--auth-rounds", type=int, default=int(os.environ.get("BENCH_AUTH_ROUNDS", 4)))
     return parser.parse_args()
 
 
@@ -823,6 +840,114 @@ def measure_ceilings(report: Report, url: str, seconds: float) -> None:
         report.ceilings["multiple_requests_fraction_of_heartbeat"] = (best / 100) / heartbeat
 
 
+# BENCH_ONLY=auth: what authentication and the rate limit cost on the hot paths. Two services
+# on one database, one with AUTH_REQUIRED off (requests without a token), one with it on (every
+# request a token of a real key, checked, counted against the key's rate limit), driven in
+# alternating rounds so that the machine's drift falls on both alike.
+AUTH_SCENARIOS = ("single", "get_by_id", "multiple_100")
+AUTH_CONNECTIONS = 32
+BENCH_ADMIN_SECRET = secrets.token_urlsafe(32)
+AUTH_ON_ENV = {
+    "AUTH_REQUIRED": "true",
+    "ADMIN_CLIENT_SECRET": BENCH_ADMIN_SECRET,
+    "SECRET_KEY": secrets.token_urlsafe(32),
+    # High enough that no request is refused: each one still takes its place in the window.
+    "RATE_LIMIT_PER_MINUTE": os.environ.get("BENCH_RATE_LIMIT_PER_MINUTE", "10000000"),
+    "SERVICE_DAILY_LIMIT": "2000000000",
+}
+
+
+def bench_key(base: str) -> Callable[[], dict[str, str]]:
+    """A service and a normal key on an authenticated service; headers with a fresh token of it."""
+    admin = {"Authorization": f"Bearer {create_token(BENCH_ADMIN_SECRET, 'fastapi1-admin')}"}
+    with httpx.Client(base_url=base, timeout=60) as client:
+        service = client.post("/services/v1/", json={"name": f"bench-{secrets.token_hex(4)}"}, headers=admin)
+        service_id = service.json()["id"]
+        created = client.post(
+            f"/services/v1/{service_id}/api-keys", json={"name": "bench", "key_type": "normal"}, headers=admin
+        )
+    secret = created.json()["key"][-36:]
+    return lambda: {"Authorization": f"Bearer {create_token(secret, service_id)}"}
+
+
+def auth_scenario(name: str, ids_file: Path, headers: dict[str, str]) -> Scenario:
+    """One compared scenario, with these headers on every request."""
+    (scenario,) = (scenario for scenario in scenarios(ids_file) if scenario.name == name)
+    return dataclasses.replace(scenario, headers=headers)
+
+
+def run_auth_comparison(report: Report, options: argparse.Namespace, drive: Callable[..., Result]) -> None:
+    """Alternate rounds of each scenario against the two services; keep every round's req/s."""
+    seconds = min(options.seconds, 20)  # a token is good for 30 s: a fresh one for every run
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(bench_database())
+        off = stack.enter_context(running_service(url, options.workers, {"WORKER_PROCESSES": "0"}, "auth-off.log"))
+        on_env = {"WORKER_PROCESSES": "0", **AUTH_ON_ENV}
+        on = stack.enter_context(running_service(url, options.workers, on_env, "auth-on.log"))
+        token = bench_key(on.base)
+        files = {"off": RESULTS_DIR / "ids-off.txt", "on": RESULTS_DIR / "ids-on.txt"}
+        seed_ids(off.base, 2_000, files["off"])
+        seed_ids(on.base, 2_000, files["on"], token)
+        bases = {"off": off.base, "on": on.base}
+        for mode in ("off", "on"):  # warm-up: pools, prepared statements, the key cache
+            drive(
+                bases[mode], auth_scenario("single", files[mode], token() if mode == "on" else {}), AUTH_CONNECTIONS, 3
+            )
+        for round_number in range(options.auth_rounds):
+            modes = ("off", "on") if round_number % 2 == 0 else ("on", "off")
+            for name in AUTH_SCENARIOS:
+                for mode in modes:
+                    asyncio.run(checkpoint(url))
+                    scenario = auth_scenario(name, files[mode], token() if mode == "on" else {})
+                    result = drive(bases[mode], scenario, AUTH_CONNECTIONS, seconds)
+                    row = {"round": round_number, "scenario": name, "auth": mode, **asdict(result)}
+                    report.auth.append(row)
+                    print(
+                        f"  round {round_number} {name:14} auth {mode:3} {result.requests_per_second:9.0f} req/s "
+                        f"p99 {result.p99_ms:.1f} ms errors {result.errors}"
+                    )
+
+
+def print_auth_table(rows: list[dict[str, Any]]) -> None:
+    """Median req/s per scenario with auth off and on, and their ratio (on / off)."""
+    print(f"\nauth off vs on, {AUTH_CONNECTIONS} connections, median of rounds (each round: both, alternating order)")
+    print(f"  {'scenario':14} {'off req/s':>10} {'on req/s':>10} {'on/off':>7}   per round (on/off)")
+    for name in AUTH_SCENARIOS:
+        rates = {
+            mode: [r["requests_per_second"] for r in rows if r["scenario"] == name and r["auth"] == mode]
+            for mode in ("off", "on")
+        }
+        if not rates["off"] or not rates["on"]:
+            continue
+        pairs = " ".join(f"{on / off:.3f}" for off, on in zip(rates["off"], rates["on"], strict=False))
+        off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+        errors = sum(r["errors"] for r in rows if r["scenario"] == name)
+        print(f"  {name:14} {off:10.0f} {on:10.0f} {on / off:7.3f}   {pairs}   errors {errors}")
+
+
+def run_http_and_predict(report: Report, options: argparse.Namespace, http: bool, predict: bool) -> None:
+    """The HTTP scenarios (with the ceilings and the large /add) and the predict scenario, on one service.
+
+    Args:
+        report: Receives the results.
+        options: The command line.
+        http: Whether to run the HTTP scenarios.
+        predict: Whether to run the predict scenario.
+    """
+    # API-only figures: worker processes matter for the broker's path; without one they would
+    # idle on (or deliver on) the two cores. An explicit WORKER_PROCESSES wins.
+    keep_workers = os.environ.get("BROKER_URL") or "WORKER_PROCESSES" in os.environ
+    extra_env = {} if keep_workers else {"WORKER_PROCESSES": "0"}
+    with bench_database() as url, running_service(url, options.workers, extra_env) as service:
+        if predict:
+            report.settings.update(predict_settings(options))
+            drive_predict(report, service, options)
+        if http:
+            drive_scenarios(report, url, service.base, options)
+            report.large_add = asyncio.run(large_add(service.base, options.large_pairs))
+            measure_ceilings(report, url, options.seconds)
+
+
 def run_chosen(report: Report, options: argparse.Namespace) -> None:
     """The HTTP scenarios (with the ceilings and the large /add), the predict and the delivery scenarios, as chosen.
 
@@ -830,22 +955,13 @@ def run_chosen(report: Report, options: argparse.Namespace) -> None:
     scenarios and ``delivery`` run when nothing is named.
     """
     only = {name for name in options.only.split(",") if name}
-    http = not only or bool(only - {"delivery", "predict"})
+    http = not only or bool(only - {"delivery", "predict", "auth"})
     if http or "predict" in only:
-        # API-only figures: worker processes matter for the broker's path; without one they would
-        # idle on (or deliver on) the two cores. An explicit WORKER_PROCESSES wins.
-        keep_workers = os.environ.get("BROKER_URL") or "WORKER_PROCESSES" in os.environ
-        extra_env = {} if keep_workers else {"WORKER_PROCESSES": "0"}
-        with bench_database() as url, running_service(url, options.workers, extra_env) as service:
-            if "predict" in only:
-                report.settings.update(predict_settings(options))
-                drive_predict(report, service, options)
-            if http:
-                drive_scenarios(report, url, service.base, options)
-                report.large_add = asyncio.run(large_add(service.base, options.large_pairs))
-                measure_ceilings(report, url, options.seconds)
+        run_http_and_predict(report, options, http, "predict" in only)
     if not only or "delivery" in only:
         run_delivery(report, options)
+    if "auth" in only:
+        run_auth_comparison(report, options, run_wrk if report.machine["load_generator"] == "wrk" else run_locust)
 
 
 def main() -> None:
@@ -923,6 +1039,8 @@ def print_scenarios(report: Report) -> None:
         print_predict_table(report)
     if report.delivery:
         print_results(report.delivery)
+    if report.auth:
+        print_auth_table(report.auth)
 
 
 if __name__ == "__main__":

@@ -114,9 +114,9 @@ async def connection(app: FastAPI) -> AsyncIterator[AsyncConnection]:
             await transaction.rollback()
 
 
-@pytest.fixture
-async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[AsyncClient]:
-    """An HTTP client whose requests run in the test's outer transaction."""
+@contextlib.asynccontextmanager
+async def joined_client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[AsyncClient]:
+    """An HTTP client of ``app`` whose requests run in the outer transaction of ``connection``."""
 
     @contextlib.asynccontextmanager
     async def joined_write_transaction() -> AsyncIterator[AsyncSession]:
@@ -145,3 +145,10 @@ async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[Asy
             yield http
     finally:
         app.dependency_overrides.clear()
+
+
+@pytest.fixture
+async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[AsyncClient]:
+    """An HTTP client whose requests run in the test's outer transaction."""
+    async with joined_client(app, connection) as http:
+        yield http

@@ -8,9 +8,14 @@ from typing import Annotated, Any
 import pytest
 from fastapi import APIRouter, Body, FastAPI
 from httpx import AsyncClient
+from pydantic import TypeAdapter
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.types import Message
 
-from fastapi1.bodies import JsonBodyRoute
+from fastapi1.bodies import JsonBodyRoute, parse_json_body
+from fastapi1.errors import BodyValidationError
+from fastapi1.models import AddBatch, Notification, Prediction, Service, Template
 
 JSON = {"content-type": "application/json"}
 KEYS = [f"k{index}" for index in range(100)]
@@ -200,6 +205,89 @@ class TestClientGoneMidBody:
             await app(scope, receive, send)
         assert sent[0]["status"] == 499
         assert not [record for record in caplog.records if record.exc_info], caplog.text
+
+
+def repeating_first_key(item: dict[str, Any]) -> str:
+    """An object's JSON with its first key written twice, with the same value (so that it validates)."""
+    key, value = next(iter(item.items()))
+    return "{" + f"{json.dumps(key)}: {json.dumps(value)}, " + json.dumps(item)[1:]
+
+
+def repeating_a_key(body: Any) -> tuple[bytes, list[str | int], str]:
+    """A body's JSON with a key written twice (in the second item of a list), where it is and the key."""
+    if isinstance(body, list):
+        items = [json.dumps(item) for item in body]
+        items[1] = repeating_first_key(body[1])
+        return ("[" + ", ".join(items) + "]").encode(), ["body", 1], next(iter(body[1]))
+    return repeating_first_key(body).encode(), ["body"], next(iter(body))
+
+
+async def stored(connection: AsyncConnection) -> list[int]:
+    """Rows of every table a body route writes to, as the test sees them."""
+    tables = [Service, Template, Notification, AddBatch, Prediction]
+    return [int((await connection.execute(select(func.count()).select_from(table))).scalar_one()) for table in tables]
+
+
+def agents(observations: str) -> bytes:
+    return b'{"client_id": "c", "run_slug": "0", "observations": {%s}}' % observations.encode()
+
+
+AGENT = '{"observations": [1.5], "nn_model_name": "m"}'
+REPEATED_IN_PREDICTIONS = {
+    "an agent name": (agents(f'"a": {AGENT}, "a": {AGENT}'), ["body", "observations"], "a"),
+    "a key of an agent": (
+        agents('"a": {"observations": [1], "nn_model_name": "m", "nn_model_name": "m"}'),
+        ["body", "observations", "a"],
+        "nn_model_name",
+    ),
+    "a key of the body": (b'{"run_slug": "0", ' + agents(f'"a": {AGENT}')[1:], ["body"], "run_slug"),
+    "the input": (b'{"input": "a", "input": "b"}', ["body"], "input"),
+}
+
+
+class TestDuplicateKeys:
+    async def test_an_object_that_repeats_a_key_is_422_naming_it_and_nothing_is_stored_everywhere(
+        self, client: AsyncClient, connection: AsyncConnection, route: tuple[str, Any]
+    ) -> None:
+        path, body = route
+        content, loc, key = repeating_a_key(body)
+        before = await stored(connection)
+        response = await client.post(path, content=content, headers=JSON)
+        assert response.status_code == 422, response.text
+        assert response.json() == {"detail": [{"type": "duplicate_key", "loc": loc, "msg": f"Duplicate key '{key}'"}]}
+        assert await stored(connection) == before
+
+    @pytest.mark.parametrize("path", ["/predict", "/schedule"])
+    @pytest.mark.parametrize(("content", "loc", "key"), REPEATED_IN_PREDICTIONS.values(), ids=REPEATED_IN_PREDICTIONS)
+    async def test_a_prediction_that_repeats_a_key_is_422_naming_it_and_no_job_is_stored(
+        self, client: AsyncClient, connection: AsyncConnection, path: str, content: bytes, loc: list[str], key: str
+    ) -> None:
+        before = await stored(connection)
+        response = await client.post(path, content=content, headers=JSON | {"Async-Mode": "true"})
+        assert response.status_code == 422, response.text
+        assert response.json() == {"detail": [{"type": "duplicate_key", "loc": loc, "msg": f"Duplicate key '{key}'"}]}
+        assert await stored(connection) == before
+
+    async def test_an_item_whose_first_to_is_invalid_and_last_valid_is_refused(
+        self, client: AsyncClient, connection: AsyncConnection
+    ) -> None:
+        content = b'[{"to": "x"}, {"to": 5, "to": "y"}]'
+        response = await client.post("/notifications/v1/multiple", content=content, headers=JSON)
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", 1]
+        assert await stored(connection) == [0, 0, 0, 0, 0]
+
+    @pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+    async def test_a_repeated_key_is_found_in_any_encoding(self, client: AsyncClient, encoding: str) -> None:
+        content = '{"to": "x", "t\\u006f": "y"}'.encode(encoding)
+        response = await client.post("/notifications/v1/", content=content, headers=JSON)
+        assert response.json()["detail"] == [{"type": "duplicate_key", "loc": ["body"], "msg": "Duplicate key 'to'"}]
+
+    def test_it_is_the_body_error_every_body_error_is(self) -> None:
+        # So that whatever renders body errors (the 422 here, /v2's 400 ValidationError later) renders it too.
+        with pytest.raises(BodyValidationError) as raised:
+            parse_json_body(TypeAdapter(dict[str, int]), b'{"a": 1, "a": 2}')
+        assert raised.value.errors() == [{"type": "duplicate_key", "loc": ("body",), "msg": "Duplicate key 'a'"}]
 
 
 class TestOneWholeBody:

@@ -114,6 +114,61 @@ def find(objects: list[dict[str, Any]], kind: str, name_suffix: str = "") -> dic
     return found
 
 
+def pod_environment(objects: list[dict[str, Any]], kind: str, name_suffix: str) -> dict[str, dict[str, Any]]:
+    """What the one container of a rendered Deployment or Job finds in its environment.
+
+    Args:
+        objects: Rendered objects.
+        kind: ``Deployment`` or ``Job``.
+        name_suffix: End of the object's name.
+
+    Returns:
+        Variable name to ``{"value": ...}`` (the ConfigMap's and inline values) or ``{"valueFrom": ...}``.
+    """
+    (container,) = find(objects, kind, name_suffix)["spec"]["template"]["spec"]["containers"]
+    env: dict[str, dict[str, Any]] = {}
+    for source in container.get("envFrom", []):
+        configmap = find(objects, "ConfigMap")
+        assert source["configMapRef"]["name"] == configmap["metadata"]["name"]
+        env |= {name: {"value": value} for name, value in configmap["data"].items()}
+    return env | {variable["name"]: variable for variable in container["env"]}
+
+
+# The secrets without which ENVIRONMENT=production refuses to start (fastapi1/config.py).
+PRODUCTION_SECRETS = ("DATABASE_URL", "ADMIN_CLIENT_SECRET", "SECRET_KEY")
+
+
+def stand_in(name: str) -> str:
+    """A valid value of a secret for the settings to validate: a URL, or a key long enough.
+
+    Args:
+        name: The variable.
+    """
+    return "postgresql://fastapi1:password@db/fastapi1" if name == "DATABASE_URL" else "s" * config.SECRET_MIN_CHARS
+
+
+def started_with(env: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The environment a pod starts with when its Secret holds only the required keys.
+
+    Args:
+        env: What pod_environment returned.
+
+    Returns:
+        Each value, and a stand-in for each required secret reference (optional ones left out).
+    """
+    return {
+        name: variable["value"] if "value" in variable else stand_in(name)
+        for name, variable in env.items()
+        if "value" in variable or not variable["valueFrom"].get("secretKeyRef", {}).get("optional")
+    }
+
+
+WORKLOADS = pytest.mark.parametrize(
+    ("kind", "name_suffix"),
+    [("Deployment", "-api"), ("Deployment", "-worker"), ("Job", "-migrate")],
+    ids=["api", "worker", "migrate"],
+)
+
 VALUES = pytest.mark.parametrize("values_file", [None, PRODUCTION_VALUES], ids=["default-values", "production-values"])
 
 
@@ -165,10 +220,61 @@ class TestHelmChart:
         for deployment in ("-api", "-worker"):
             (container,) = find(render(values_file), "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
             env = {variable["name"]: variable for variable in container["env"]}
-            for name in ("DATABASE_URL", "DATABASE_READ_URL", "BROKER_URL", "SMTP_USERNAME", "SMTP_PASSWORD"):
-                assert "secretKeyRef" in env[name]["valueFrom"], name
+            for name in (
+                *PRODUCTION_SECRETS,
+                "DATABASE_READ_URL",
+                "BROKER_URL",
+                "REDIS_URL",
+                "SMTP_USERNAME",
+                "SMTP_PASSWORD",
+            ):
+                assert "value" not in env[name], name
+                assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "fastapi1", name
                 assert name in setting_names()
-            assert "optional" not in env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+            # Required: a Secret without them stops the pod before it starts, naming the key.
+            for name in PRODUCTION_SECRETS:
+                assert "optional" not in env[name]["valueFrom"]["secretKeyRef"], name
+            assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"]["optional"] is True
+
+    def test_no_secret_has_a_value_in_the_chart_defaults(self) -> None:
+        values = yaml.safe_load((CHART / "values.yaml").read_text())
+        secret_names = {"ADMIN_CLIENT_SECRET", "SECRET_KEY", "REDIS_URL", *PRODUCTION_SECRETS}
+        assert not secret_names & set(values["config"])
+        # Only names of keys of the existing Secret: each is the variable's own name.
+        keys = {name: values["secrets"][name] for name in ("databaseUrlKey", "adminClientSecretKey", "secretKeyKey")}
+        assert keys == {
+            "databaseUrlKey": "DATABASE_URL",
+            "adminClientSecretKey": "ADMIN_CLIENT_SECRET",
+            "secretKeyKey": "SECRET_KEY",
+        }
+        assert values["secrets"]["optionalKeys"]["REDIS_URL"] == "REDIS_URL"
+
+    @VALUES
+    @WORKLOADS
+    def test_every_process_gets_what_production_requires(
+        self, values_file: Path | None, kind: str, name_suffix: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The migration Job too: python -m fastapi1.db.migrate validates the same Settings.
+        environment = started_with(pod_environment(render(values_file), kind, name_suffix))
+        assert environment["ENVIRONMENT"] == "production"
+        for name in setting_names():
+            monkeypatch.delenv(name, raising=False)
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        assert config.Settings().requires_auth
+        for name in PRODUCTION_SECRETS:
+            monkeypatch.delenv(name)
+            with pytest.raises(ValueError, match=name):
+                config.Settings()
+            monkeypatch.setenv(name, stand_in(name))
+
+    @VALUES
+    def test_auth_and_limit_settings_are_plain_values(self, values_file: Path | None) -> None:
+        data = find(render(values_file), "ConfigMap")["data"]
+        assert data["AUTH_REQUIRED"] == "true"
+        assert data["ADMIN_CLIENT_ID"] == "fastapi1-admin"
+        for name in ("RATE_LIMIT_PER_MINUTE", "SERVICE_DAILY_LIMIT", "AUTH_KEY_CACHE_S"):
+            assert float(data[name]) == config.Settings.model_fields[name.lower()].default, name
 
     @VALUES
     def test_api_probes_and_shutdown_timing(self, values_file: Path | None) -> None:
@@ -222,7 +328,7 @@ class TestHelmChart:
         env = {variable["name"] for variable in container["env"]}
         # It runs before the release's ConfigMap exists, so it carries the settings itself.
         assert "envFrom" not in container
-        assert {"DATABASE_URL", "ENVIRONMENT"} <= env
+        assert {"DATABASE_URL", "ENVIRONMENT", "ADMIN_CLIENT_SECRET", "SECRET_KEY"} <= env
 
     def test_production_values_add_autoscalers_ingress_and_service_monitor(self) -> None:
         objects = render(PRODUCTION_VALUES)
@@ -329,6 +435,39 @@ class TestTerraform:
         assert "DATABASE_READ_URL = local.database_read_url" in text
         assert "DATABASE_READ_URL" in setting_names()
 
+    def test_the_app_secrets_are_generated_stored_and_only_output_as_sensitive(self) -> None:
+        text = "\n".join(path.read_text() for path in sorted(TERRAFORM.glob("*.tf")))
+        for name in ("admin_client_secret", "secret_key"):
+            ((start, end),) = terraform_docs.block_spans(text, rf'resource\s+"random_password"\s+"{name}"')
+            block = text[start:end]
+            length = re.search(r"^\s*length\s*=\s*(\d+)$", block, re.MULTILINE)
+            assert length
+            assert int(length.group(1)) >= config.SECRET_MIN_CHARS, name
+            # Letters and digits only: a comma would split SECRET_KEY's list.
+            assert re.search(r"^\s*special\s*=\s*false$", block, re.MULTILINE), name
+        # Into local.credentials: the Secrets Manager secret and the Kubernetes Secret the chart reads.
+        assert re.search(r"^\s+ADMIN_CLIENT_SECRET\s+= random_password\.admin_client_secret\.result$", text, re.M)
+        assert re.search(r"^\s+SECRET_KEY\s+= local\.secret_key$", text, re.MULTILINE)
+        assert "secret_string = jsonencode(local.credentials)" in text
+        assert "data = local.credentials" in text
+        # Every key the chart requires of its Secret is one of the credentials.
+        secrets = yaml.safe_load((CHART / "values.yaml").read_text())["secrets"]
+        for key in (secrets["databaseUrlKey"], secrets["adminClientSecretKey"], secrets["secretKeyKey"]):
+            assert re.search(rf"^\s+{key}\s+=", text, re.MULTILINE), key
+        # Any output that carries a generated secret is sensitive (terraform refuses it otherwise).
+        module, _ = terraform_docs.load_interface()
+        outputs = (TERRAFORM / "outputs.tf").read_text()
+        carrying = set()
+        for start, end in terraform_docs.block_spans(outputs, r'output\s+"[\w-]+"'):
+            declared = re.match(r'\s*output\s+"([\w-]+)"', outputs[start:end])
+            assert declared
+            if re.search(
+                r"random_password\.|local\.(credentials|secret_key|database_url|broker_url)", outputs[start:end]
+            ):
+                carrying.add(declared.group(1))
+                assert module["Outputs"][declared.group(1)]["Sensitive"] is True, declared.group(1)
+        assert carrying == {"admin_client_secret"}
+
     def test_the_chart_is_validated_against_the_clusters_kubernetes_version(self) -> None:
         assert terraform_docs.defaults()["kubernetes_version"] == f'"{KUBERNETES_VERSION.rsplit(".", 1)[0]}"'
 
@@ -376,6 +515,11 @@ class TestWorkflows:
         text = (PROJECT_ROOT / ".github" / "workflows" / "ci.yml").read_text()
         assert "aws-access-key-id" not in text
         assert "role-to-assume" in text
+        # --reuse-values would drop the defaults a newer chart adds (secrets.secretKeyKey...).
+        (upgrade,) = [step["run"] for step in jobs["deploy"]["steps"] if "helm upgrade" in step.get("run", "")]
+        commands = re.sub(r"#.*", "", upgrade)
+        assert "--reset-then-reuse-values" in commands
+        assert not re.search(r"(?<!then-)--reuse-values", commands)
 
 
 class TestCompose:
@@ -400,6 +544,19 @@ class TestCompose:
         assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
         assert services["api"]["environment"]["WORKERS"] == "2"
         assert "pgdata:/var/lib/postgresql/data" in services["db"]["volumes"]
+
+    def test_production_processes_require_both_secrets_from_the_environment(self) -> None:
+        text = COMPOSE.read_text()
+        services = yaml.safe_load(text)["services"]
+        for name in ("migrate", "api", "worker"):
+            environment = services[name]["environment"]
+            assert environment["ENVIRONMENT"] == "production", name
+            for secret in ("ADMIN_CLIENT_SECRET", "SECRET_KEY"):
+                # Compose stops with this message, before starting anything, when the variable is unset or empty.
+                assert re.fullmatch(rf"\$\{{{secret}:\?set {secret}\b[^}}]*\}}", environment[secret]), (name, secret)
+        assert not {"ADMIN_CLIENT_SECRET", "SECRET_KEY"} & set(services["mock-backend"]["environment"])
+        assert 'python -c "import secrets; print(secrets.token_urlsafe(32))"' in text
+        assert "ci/.env" in (PROJECT_ROOT / ".gitignore").read_text().splitlines()
 
     def test_every_variable_given_to_fastapi1_is_a_setting(self) -> None:
         services = yaml.safe_load(COMPOSE.read_text())["services"]

@@ -38,8 +38,8 @@ REQUEST_ARGUMENTS = ("method", "url", "params", "headers", "json", "content")
 
 
 def test_every_operation_is_covered() -> None:
-    assert len(OPERATIONS) == 18
-    assert len(CASES) == 34
+    assert len(OPERATIONS) == 24
+    assert len(CASES) == 46
 
 
 @pytest.mark.parametrize(("operation", "mode"), CASES)
@@ -79,6 +79,9 @@ async def test_a_body_that_cannot_be_read_gets_a_declared_status(
     case = data.draw(operation.as_strategy())
     arguments = case.as_transport_kwargs(base_url=str(client.base_url))
     arguments = {key: arguments[key] for key in REQUEST_ARGUMENTS if key in arguments and key != "json"}
-    response = await client.request(**arguments, content=content)
+    # Without the made-up token schemathesis sends for a route with a security scheme: in
+    # development a request without one reaches the body, which is what is tested here.
+    headers = {name: value for name, value in arguments.pop("headers", {}).items() if name.lower() != "authorization"}
+    response = await client.request(**arguments, headers=headers, content=content)
     assert response.status_code in {413, 422}
     case.validate_response(response, checks=[status_code_conformance, response_schema_conformance, not_a_server_error])

@@ -29,8 +29,14 @@ output "broker_endpoint" {
 }
 
 output "credentials_secret_arn" {
-  description = "ARN of the Secrets Manager secret holding DATABASE_URL, DATABASE_READ_URL and BROKER_URL."
+  description = "ARN of the Secrets Manager secret holding DATABASE_URL, DATABASE_READ_URL, BROKER_URL, ADMIN_CLIENT_SECRET and SECRET_KEY."
   value       = aws_secretsmanager_secret.app.arn
+}
+
+output "admin_client_secret" {
+  description = "ADMIN_CLIENT_SECRET, the key admin tokens are signed with (terraform output -raw admin_client_secret)."
+  value       = random_password.admin_client_secret.result
+  sensitive   = true
 }
 
 output "github_actions_role_arn" {

@@ -190,6 +190,17 @@ variable "mq_deployment_mode" {
   }
 }
 
+variable "secret_key_versions" {
+  description = "Names of the generated SECRET_KEY keys, the one that encrypts first; to rotate, add a name last, apply, then move it first and apply."
+  type        = list(string)
+  default     = ["1"]
+
+  validation {
+    condition     = length(var.secret_key_versions) > 0 && length(distinct(var.secret_key_versions)) == length(var.secret_key_versions) && alltrue([for version in var.secret_key_versions : can(regex("^[a-z0-9-]{1,32}$", version))])
+    error_message = "secret_key_versions must hold at least one name, each distinct, of 1-32 lowercase letters, digits or hyphens."
+  }
+}
+
 variable "namespace" {
   description = "Kubernetes namespace of the release."
   type        = string

@@ -13,12 +13,28 @@ from fastapi1.additions.schemas import (
     AddRequest,
     AddResponse,
 )
+from fastapi1.auth.dependencies import authenticate_service
 from fastapi1.bodies import CONTENT_TOO_LARGE, JsonBodyRoute
 from fastapi1.db.session import ReadSession, WriteSession
-from fastapi1.errors import Conflict, NotFound, Overloaded, ProcessingError, ServiceUnavailable, responses
+from fastapi1.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    Overloaded,
+    ProcessingError,
+    ServiceUnavailable,
+    Unauthenticated,
+    responses,
+)
 from fastapi1.models.additions import BATCH_ID_MAX
 
-router = APIRouter(tags=["additions"], route_class=JsonBodyRoute)
+# Checked for the token (and its rate limit) only: batches are not owned by a service (see README).
+router = APIRouter(
+    tags=["additions"],
+    route_class=JsonBodyRoute,
+    dependencies=[Depends(authenticate_service)],
+    responses=responses(Unauthenticated, Forbidden),
+)
 
 ADD_ERRORS = responses(Conflict, ProcessingError, ServiceUnavailable) | CONTENT_TOO_LARGE
 

@@ -71,10 +71,11 @@ def to_message(row: Row[tuple[object, ...]], templates: dict[uuid.UUID, templati
     keys, texts = values["personalization_keys"], values["personalization_values"]
     personalization = dict(zip(keys, texts, strict=True)) if keys else {}
     template = notifications_controller.stored_template(values, templates)
+    simulated = values["key_type"] == "test"
     if template is None:
-        return Message(values["id"], values["to"], None, plain_body(personalization))
+        return Message(values["id"], values["to"], None, plain_body(personalization), simulated)
     subject, body = template.render(personalization)
-    return Message(values["id"], values["to"], subject, body)
+    return Message(values["id"], values["to"], subject, body, simulated)
 
 
 def count_claims(rows: Sequence[Row[tuple[object, ...]]]) -> None:

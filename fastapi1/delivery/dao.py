@@ -81,7 +81,13 @@ ATTEMPT_STARTED = {
     "updated_at": func.now(),
     "next_attempt_at": func.now() + bindparam("lease", type_=Interval()),
 }
-ATTEMPT_RETURNED = (notifications.c.id, notifications.c.to, notifications.c.template_id, notifications.c.attempts)
+ATTEMPT_RETURNED = (
+    notifications.c.id,
+    notifications.c.to,
+    notifications.c.template_id,
+    notifications.c.attempts,
+    notifications.c.key_type,
+)
 _claimed = (
     update(notifications)
     .where(notifications.c.id == _claimable.c.id)
@@ -95,7 +101,7 @@ def with_content(claimed: CTE) -> Select[tuple[object, ...]]:
     """The rows an UPDATE ... RETURNING claimed, with what delivery needs: template and personalization.
 
     Args:
-        claimed: A CTE returning ``id``, ``to``, ``template_id`` and ``attempts`` of notifications.
+        claimed: A CTE returning ``id``, ``to``, ``template_id``, ``attempts`` and ``key_type`` of notifications.
 
     Returns:
         The select, one round trip with the UPDATE.

@@ -8,32 +8,38 @@ from datetime import UTC, datetime
 from sqlalchemy import Row, RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fastapi1.auth.schemas import Caller
 from fastapi1.config import LIMITS
-from fastapi1.errors import NotFound, Unprocessable
+from fastapi1.errors import BadRequest, NotFound, Unprocessable
+from fastapi1.keys import dao as keys_dao
 from fastapi1.metrics import NO_STATUS, NOTIFICATION_TRANSITIONS
 from fastapi1.notifications import dao
 from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord, NotificationStatus, StatusFilter
+from fastapi1.recipients import guest_list_key
 from fastapi1.services import dao as services_dao
 from fastapi1.services import templating
 
 INITIAL_STATUS: NotificationStatus = "created"
+# GOV.UK Notify's words (with its typographic apostrophe).
+TEAM_KEY_REFUSED = "Can\u2019t send to this recipient using a team-only API key"
 RENDERED_MAX = LIMITS.rendered_chars
 
 
 async def load_templates(
-    session: AsyncSession, items: Sequence[NotificationCreate]
+    session: AsyncSession, items: Sequence[NotificationCreate], caller: Caller
 ) -> dict[uuid.UUID, templating.ParsedTemplate]:
     """Load every template the items name, in one statement, and scan each once for the whole request.
 
     Args:
         session: The session.
         items: The notifications to create.
+        caller: Who sends them: a service may use its own templates only.
 
     Raises:
-        NotFound: When an item names a template that does not exist.
+        NotFound: When an item names a template that does not exist (in the caller's service).
     """
     wanted = {item.template_id for item in items if item.template_id is not None}
-    texts = await services_dao.get_template_contents(session, wanted) if wanted else {}
+    texts = await services_dao.get_template_contents(session, wanted, caller.service_id) if wanted else {}
     for template_id in wanted - texts.keys():
         raise NotFound(f"Template {template_id} not found")
     return {
@@ -114,20 +120,45 @@ def timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+async def check_guest_list(
+    session: AsyncSession, items: Sequence[NotificationCreate], caller: Caller, in_list: bool
+) -> None:
+    """Refuse a team key's notification to anyone outside its service's guest list.
+
+    Args:
+        session: The session.
+        items: The notifications to create.
+        caller: Who sends them.
+        in_list: Whether the request body is a list (the refusal then names the item).
+
+    Raises:
+        BadRequest: When a recipient is not on the guest list (Notify's message).
+    """
+    if caller.key_type != "team" or caller.service_id is None:
+        return
+    wanted = [guest_list_key(item.to) for item in items]
+    guests = await keys_dao.guests_among(session, caller.service_id, {key for key in wanted if key is not None})
+    for index, key in enumerate(wanted):
+        if key not in guests:
+            raise BadRequest(f"{TEAM_KEY_REFUSED} (item {index})" if in_list else TEAM_KEY_REFUSED)
+
+
 async def create_notifications(
-    session: AsyncSession, items: Sequence[NotificationCreate], in_list: bool = True
+    session: AsyncSession, items: Sequence[NotificationCreate], caller: Caller, in_list: bool = True
 ) -> list[NotificationRecord]:
     """Create notifications, all or none, in a constant number of statements.
 
     Args:
         session: The write session.
         items: The notifications to create, in order.
+        caller: Who sends them (the service they will belong to).
         in_list: Whether the request body is a list (error locations then carry the index).
 
     Returns:
         The stored notifications, in the order given.
     """
-    templates = checked_templates(items, await load_templates(session, items), in_list)
+    templates = checked_templates(items, await load_templates(session, items, caller), in_list)
+    await check_guest_list(session, items, caller, in_list)
     now = datetime.now(UTC)
     stamp = timestamp(now)
     rows = dao.NewNotifications(ids=new_ids(len(items)))
@@ -156,7 +187,7 @@ async def create_notifications(
                 "completed_at": None,
             }
         )
-    await dao.insert_notifications(session, rows, INITIAL_STATUS, now)
+    await dao.insert_notifications(session, rows, INITIAL_STATUS, now, caller.service_id, caller.key_type)
     # Counted once inserted: the request's commit follows, and a failed commit is a 503.
     NOTIFICATION_TRANSITIONS.labels(NO_STATUS, INITIAL_STATUS).inc(len(created))
     return created
@@ -221,20 +252,21 @@ def to_notification(
     }
 
 
-async def get_notification(session: AsyncSession, notification_id: uuid.UUID) -> NotificationRecord:
-    """Load one notification.
+async def get_notification(session: AsyncSession, notification_id: uuid.UUID, caller: Caller) -> NotificationRecord:
+    """Load one notification of the caller's.
 
     Args:
         session: Any session.
         notification_id: The id.
+        caller: Whose it must be: a service sees its own only, another's is as absent.
 
     Returns:
         The notification.
 
     Raises:
-        NotFound: When there is no such notification.
+        NotFound: When the caller has no such notification.
     """
-    row = await dao.get_notification(session, notification_id)
+    row = await dao.get_notification(session, notification_id, caller.service_id)
     if row is None:
         raise NotFound(f"Notification {notification_id} not found")
     return to_notification(row, {})
@@ -242,6 +274,7 @@ async def get_notification(session: AsyncSession, notification_id: uuid.UUID) ->
 
 async def list_notifications(
     session: AsyncSession,
+    caller: Caller,
     limit: int,
     older_than: uuid.UUID | None,
     status: StatusFilter | None,
@@ -251,6 +284,7 @@ async def list_notifications(
 
     Args:
         session: Any session.
+        caller: Whose notifications to list.
         limit: Page size.
         older_than: Id of the last notification of the previous page, or None.
         status: Only this status (``failed``: any failure), or any.
@@ -264,10 +298,10 @@ async def list_notifications(
     """
     position = None
     if older_than is not None:
-        position = await dao.get_position(session, older_than)
+        position = await dao.get_position(session, older_than, caller.service_id)
         if position is None:
             raise NotFound(f"Notification {older_than} not found")
-    rows = await dao.list_notifications(session, limit + 1, position, status, template_id)
+    rows = await dao.list_notifications(session, caller.service_id, limit + 1, position, status, template_id)
     templates: dict[uuid.UUID, templating.ParsedTemplate] = {}
     page = [to_notification(row, templates) for row in rows[:limit]]
     has_more = len(rows) > limit

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import (
+    ColumnElement,
     DateTime,
     Integer,
     Row,
@@ -64,9 +65,12 @@ class NewNotifications:
 
 _new_notifications = unnest("new_notifications", ids=Uuid(), recipients=String(), template_ids=Uuid())
 _insert_notifications = insert(notifications).from_select(
-    ["id", "to", "template_id", "status", "created_at", "updated_at", "next_attempt_at"],
+    ["id", "service_id", "key_type", "to", "template_id", "status", "created_at", "updated_at", "next_attempt_at"],
     select(
         _new_notifications.c.ids,
+        # One sender for the whole request.
+        bindparam("service_id", type_=Uuid()),
+        bindparam("key_type", type_=String()),
         _new_notifications.c.recipients,
         _new_notifications.c.template_ids,
         bindparam("status", type_=String()),
@@ -92,7 +96,14 @@ INSERT_NOTIFICATIONS = (
 WAKE_WORKERS = select(func.pg_notify(literal(CREATED_CHANNEL), literal("")))
 
 
-async def insert_notifications(session: AsyncSession, rows: NewNotifications, status: str, now: datetime) -> None:
+async def insert_notifications(
+    session: AsyncSession,
+    rows: NewNotifications,
+    status: str,
+    now: datetime,
+    service_id: uuid.UUID | None,
+    key_type: str | None,
+) -> None:
     """Insert the notifications and their personalization in one statement.
 
     Args:
@@ -100,11 +111,15 @@ async def insert_notifications(session: AsyncSession, rows: NewNotifications, st
         rows: The new rows, column by column.
         status: Initial status of every notification.
         now: Creation (and update) time of every notification.
+        service_id: The service that sends them, None without a key (development).
+        key_type: The type of the key that sends them, None without a key.
     """
     connection = await session.connection()
     await connection.execute(
         INSERT_NOTIFICATIONS,
         {
+            "service_id": service_id,
+            "key_type": key_type,
             "ids": rows.ids,
             "recipients": rows.recipients,
             "template_ids": rows.template_ids,
@@ -147,26 +162,45 @@ def select_notifications() -> Select[tuple[object, ...]]:
     )
 
 
-GET_NOTIFICATION = select_notifications().where(notifications.c.id == bindparam("notification_id", type_=Uuid()))
-GET_POSITION = select(notifications.c.created_at, notifications.c.id).where(
-    notifications.c.id == bindparam("notification_id", type_=Uuid())
-)
+def owned(of_service: bool) -> ColumnElement[bool]:
+    """The scope of a request: one service's notifications, or those of none (sent without a key).
+
+    Two statements rather than ``IS NOT DISTINCT FROM``, which no index serves.
+
+    Args:
+        of_service: Whether the caller is a service (parameter ``service_id``).
+    """
+    if of_service:
+        return notifications.c.service_id == bindparam("service_id", type_=Uuid())
+    return notifications.c.service_id.is_(None)
+
+
+_BY_ID = notifications.c.id == bindparam("notification_id", type_=Uuid())
+# By whether the caller is a service.
+GET_NOTIFICATION = {scope: select_notifications().where(_BY_ID, owned(scope)) for scope in (True, False)}
+GET_POSITION = {
+    scope: select(notifications.c.created_at, notifications.c.id).where(_BY_ID, owned(scope)) for scope in (True, False)
+}
 
 
 @functools.cache
-def list_statement(after: bool, by_status: bool, failed: bool, by_template: bool) -> Select[tuple[object, ...]]:
-    """The page query for one combination of cursor and filters, built once per combination.
+def list_statement(
+    of_service: bool, after: bool, by_status: bool, failed: bool, by_template: bool
+) -> Select[tuple[object, ...]]:
+    """The page query for one combination of scope, cursor and filters, built once per combination.
 
     Args:
+        of_service: Whether the caller is a service (else the notifications of none).
         after: Whether the page starts after a ``(created_at, id)`` position.
         by_status: Whether to filter by one status.
         failed: Whether to keep the failure statuses only (Notify's ``failed``).
         by_template: Whether to filter by template.
 
     Returns:
-        The statement; parameters ``limit`` and, as used, ``created_at``, ``id``, ``status``, ``template_id``.
+        The statement; parameters ``limit`` and, as used, ``service_id``, ``created_at``, ``id``, ``status``,
+        ``template_id``.
     """
-    statement = select_notifications()
+    statement = select_notifications().where(owned(of_service))
     if after:
         position = tuple_(bindparam("created_at", type_=DateTime(timezone=True)), bindparam("id", type_=Uuid()))
         statement = statement.where(tuple_(notifications.c.created_at, notifications.c.id) < position)
@@ -180,37 +214,47 @@ def list_statement(after: bool, by_status: bool, failed: bool, by_template: bool
     return statement.order_by(*order).limit(bindparam("limit", type_=Integer()))
 
 
-async def get_notification(session: AsyncSession, notification_id: uuid.UUID) -> Row[tuple[object, ...]] | None:
-    """Load one notification.
+async def get_notification(
+    session: AsyncSession, notification_id: uuid.UUID, service_id: uuid.UUID | None
+) -> Row[tuple[object, ...]] | None:
+    """Load one notification of a service.
 
     Args:
         session: Any session.
         notification_id: The id.
+        service_id: The service it must belong to; None for the notifications of no service.
 
     Returns:
         The row of :func:`select_notifications`, or None.
     """
     connection = await session.connection()
-    return (await connection.execute(GET_NOTIFICATION, {"notification_id": notification_id})).one_or_none()
+    statement = GET_NOTIFICATION[service_id is not None]
+    parameters = {"notification_id": notification_id, "service_id": service_id}
+    return (await connection.execute(statement, parameters)).one_or_none()
 
 
-async def get_position(session: AsyncSession, notification_id: uuid.UUID) -> tuple[datetime, uuid.UUID] | None:
-    """Return the sort key of a notification, for keyset pagination.
+async def get_position(
+    session: AsyncSession, notification_id: uuid.UUID, service_id: uuid.UUID | None
+) -> tuple[datetime, uuid.UUID] | None:
+    """Return the sort key of a notification of a service, for keyset pagination.
 
     Args:
         session: Any session.
         notification_id: The id.
+        service_id: The service it must belong to; None for the notifications of no service.
 
     Returns:
-        ``(created_at, id)``, or None when there is no such notification.
+        ``(created_at, id)``, or None when that service has no such notification.
     """
     connection = await session.connection()
-    row = (await connection.execute(GET_POSITION, {"notification_id": notification_id})).one_or_none()
+    statement = GET_POSITION[service_id is not None]
+    row = (await connection.execute(statement, {"notification_id": notification_id, "service_id": service_id})).first()
     return None if row is None else (row.created_at, row.id)
 
 
 async def list_notifications(
     session: AsyncSession,
+    service_id: uuid.UUID | None,
     limit: int,
     older_than: tuple[datetime, uuid.UUID] | None,
     status: str | None,
@@ -220,6 +264,7 @@ async def list_notifications(
 
     Args:
         session: Any session.
+        service_id: The service whose notifications to list; None for those of no service.
         limit: Most rows to return.
         older_than: Sort key to start after, or None for the newest.
         status: Only this status, ``failed`` for any failure status, or None for any.
@@ -230,9 +275,18 @@ async def list_notifications(
     """
     failed = status == FAILED
     statement = list_statement(
-        older_than is not None, status is not None and not failed, failed, template_id is not None
+        service_id is not None,
+        older_than is not None,
+        status is not None and not failed,
+        failed,
+        template_id is not None,
     )
-    parameters: dict[str, object] = {"limit": limit, "status": status, "template_id": template_id}
+    parameters: dict[str, object] = {
+        "service_id": service_id,
+        "limit": limit,
+        "status": status,
+        "template_id": template_id,
+    }
     if older_than is not None:
         parameters["created_at"], parameters["id"] = older_than
     connection = await session.connection()

@@ -5,9 +5,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 
+from fastapi1.auth.dependencies import ServiceCaller
 from fastapi1.bodies import CONTENT_TOO_LARGE, JsonBodyRoute
 from fastapi1.db.session import ReadSession, WriteSession
-from fastapi1.errors import NotFound, ServiceUnavailable, responses
+from fastapi1.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, Unauthenticated, responses
 from fastapi1.notifications import controller
 from fastapi1.notifications.schemas import (
     MULTIPLE_EXAMPLE,
@@ -22,12 +23,17 @@ from fastapi1.notifications.schemas import (
 )
 from fastapi1.responses import OrjsonResponse
 
-router = APIRouter(prefix="/notifications/v1", tags=["notifications"], route_class=JsonBodyRoute)
+router = APIRouter(
+    prefix="/notifications/v1",
+    tags=["notifications"],
+    route_class=JsonBodyRoute,
+    responses=responses(Unauthenticated, Forbidden),
+)
 
 UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid payload, or a personalization that lacks some placeholder of its template"}
 }
-CREATE_ERRORS = responses(NotFound, ServiceUnavailable) | UNPROCESSABLE | CONTENT_TOO_LARGE
+CREATE_ERRORS = responses(BadRequest, NotFound, ServiceUnavailable) | UNPROCESSABLE | CONTENT_TOO_LARGE
 READ_ERRORS = responses(NotFound, ServiceUnavailable)
 TEMPLATED_EXAMPLE: dict[str, Any] = {
     "to": "example@gmail.com",
@@ -54,6 +60,7 @@ async def create_notification(
         ),
     ],
     session: WriteSession,
+    caller: ServiceCaller,
 ) -> OrjsonResponse:
     """Create one notification. With a `template_id` the template must exist (404) and the
     personalization must supply all its placeholders (422).
@@ -62,11 +69,12 @@ async def create_notification(
     Args:
         item: The notification to create.
         session: The write session.
+        caller: The sending service.
 
     Returns:
         The stored notification.
     """
-    (created,) = await controller.create_notifications(session, [item], in_list=False)
+    (created,) = await controller.create_notifications(session, [item], caller, in_list=False)
     return OrjsonResponse(created, status_code=201)
 
 
@@ -87,6 +95,7 @@ async def create_notifications(
         ),
     ],
     session: WriteSession,
+    caller: ServiceCaller,
 ) -> OrjsonResponse:
     """Create all the notifications or none: one bad item rejects the list with a 422 naming its index.
     The response keeps the order of the request.
@@ -95,31 +104,34 @@ async def create_notifications(
     Args:
         items: The notifications to create.
         session: The write session.
+        caller: The sending service.
 
     Returns:
         The stored notifications, in request order.
     """
-    return OrjsonResponse(await controller.create_notifications(session, items), status_code=201)
+    return OrjsonResponse(await controller.create_notifications(session, items, caller), status_code=201)
 
 
 @router.get("/{notification_id}", summary="Get a notification", response_model=Notification, responses=READ_ERRORS)
-async def get_notification(notification_id: uuid.UUID, session: ReadSession) -> OrjsonResponse:
+async def get_notification(notification_id: uuid.UUID, session: ReadSession, caller: ServiceCaller) -> OrjsonResponse:
     """Return one notification, 404 if absent, 422 if the id is not a UUID.
 
     \f
     Args:
         notification_id: The id.
         session: A read session.
+        caller: The service whose notification it must be.
 
     Returns:
         The notification.
     """
-    return OrjsonResponse(await controller.get_notification(session, notification_id))
+    return OrjsonResponse(await controller.get_notification(session, notification_id, caller))
 
 
 @router.get("/", summary="List notifications, newest first", response_model=NotificationPage, responses=READ_ERRORS)
 async def list_notifications(
     session: ReadSession,
+    caller: ServiceCaller,
     limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX, description="Page size, 1-250.")] = PAGE_LIMIT_DEFAULT,
     older_than: Annotated[
         uuid.UUID | None, Query(description="The `next` of the previous page: list what is older than it.")
@@ -135,6 +147,7 @@ async def list_notifications(
     \f
     Args:
         session: A read session.
+        caller: The service whose notifications to list.
         limit: Page size.
         older_than: Cursor from the previous page.
         status: Status filter.
@@ -143,4 +156,4 @@ async def list_notifications(
     Returns:
         The page.
     """
-    return OrjsonResponse(await controller.list_notifications(session, limit, older_than, status, template_id))
+    return OrjsonResponse(await controller.list_notifications(session, caller, limit, older_than, status, template_id))

@@ -10,14 +10,16 @@ from typing import Annotated, Any, Literal, TypedDict
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, StringConstraints, Tag, TypeAdapter
 
 from fastapi1.config import LIMITS
-from fastapi1.types import ModelName, NoNul
+from fastapi1.types import MODEL_NAME_MAX, ModelName, NoNul
 
 AGENTS_MAX = LIMITS.predict_agents_max
 OBSERVATIONS_MAX = LIMITS.predict_observations_max
 INPUT_MAX = LIMITS.predict_input_max
+NAME_MAX = 128
+AGENT_TYPE_MAX = 64
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128), NoNul]
-AgentType = Annotated[str, StringConstraints(min_length=1, max_length=64), NoNul]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX), NoNul]
+AgentType = Annotated[str, StringConstraints(min_length=1, max_length=AGENT_TYPE_MAX), NoNul]
 # Strict: true and "0.5" are not numbers. allow_inf_nan=False: NaN and Infinity, which Python's
 # json accepts, and literals that overflow (1e400) are 422s, never a backend's problem.
 Observation = Annotated[float, Strict(), Field(allow_inf_nan=False)]
@@ -77,6 +79,40 @@ def body_shape(body: Any) -> str:
     """
     return "text" if isinstance(body, dict) and "input" in body else "agents"
 
+
+# The longest a number of 17 significant digits is written (sign and exponent included), and a
+# character: one outside the BMP escaped as a surrogate pair (json.dumps' default for an emoji),
+# or, in a model name (ASCII only), as \u00XX.
+LONGEST_NUMBER = "-1.2345678901234567e-308"
+LONGEST_CHARACTER = "\\ud83d\\ude00"
+LONGEST_ASCII_CHARACTER = "\\u0041"
+
+
+def quoted(characters: int, character: str = LONGEST_CHARACTER) -> str:
+    """A JSON string of ``characters`` characters, each written as ``character``.
+
+    Args:
+        characters: Its length in characters.
+        character: How each is written.
+    """
+    return f'"{character * characters}"'
+
+
+def largest_agents_body() -> int:
+    """Bytes of the largest valid agents body, laid out as json.dumps does (``", "`` and ``": "``)."""
+    numbers = len(LONGEST_NUMBER) * OBSERVATIONS_MAX + len(", ") * (OBSERVATIONS_MAX - 1)
+    agent = numbers + len(
+        f'{quoted(NAME_MAX)}: {{"observations": [], "agent_type": {quoted(AGENT_TYPE_MAX)},'
+        f' "nn_model_name": {quoted(MODEL_NAME_MAX, LONGEST_ASCII_CHARACTER)}}}'
+    )
+    head = len(f'{{"client_id": {quoted(NAME_MAX)}, "run_slug": {quoted(NAME_MAX)}, "observations": {{}}}}')
+    return head + AGENTS_MAX * agent + len(", ") * (AGENTS_MAX - 1)
+
+
+# The byte cap of /predict and /schedule: the largest valid request fits (109,634,123 bytes by
+# default, where 49 MB of ordinary doubles were over LIMIT_MAX_BODY_BYTES), and the cap is never
+# below the other routes'. A larger body can only be valid with whitespace added.
+PREDICTION_BODY_MAX_BYTES = max(LIMITS.max_body_bytes, largest_agents_body(), len(f'{{"input": {quoted(INPUT_MAX)}}}'))
 
 BODY_TAGS = frozenset({"agents", "text"})
 PREDICTION_REQUEST: TypeAdapter[ClientRequest | TextRequest] = TypeAdapter(

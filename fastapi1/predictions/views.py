@@ -9,17 +9,20 @@ from typing import Annotated, Any, TypeVar, cast
 from fastapi import APIRouter, Depends, Header, Request
 from starlette.responses import Response
 
-from fastapi1.bodies import CONTENT_TOO_LARGE, read_json_body
+from fastapi1.auth.dependencies import authenticate_service
+from fastapi1.bodies import CONTENT_TOO_LARGE, JsonBodyRoute, read_json_body
 from fastapi1.db.session import ReadSession, WriteTransactions, WriteTransactionsDep
 from fastapi1.errors import (
     CLIENT_CLOSED_REQUEST,
     BackendFailed,
     BodyValidationError,
+    Forbidden,
     GatewayTimeout,
     NotFound,
     Overloaded,
     ServiceUnavailable,
     StillProcessing,
+    Unauthenticated,
     responses,
 )
 from fastapi1.predictions import controller
@@ -28,6 +31,7 @@ from fastapi1.predictions.schemas import (
     ACCEPTED_MESSAGE,
     AGENTS_EXAMPLE,
     BODY_TAGS,
+    PREDICTION_BODY_MAX_BYTES,
     PREDICTION_REQUEST,
     TEXT_EXAMPLE,
     ClientRequest,
@@ -40,13 +44,33 @@ from fastapi1.predictions.schemas import (
 )
 from fastapi1.responses import OrjsonResponse
 
-router = APIRouter(tags=["predictions"])
+
+class PredictionRoute(JsonBodyRoute):
+    """A prediction route: its body may be as large as the largest valid request (PREDICTION_BODY_MAX_BYTES)."""
+
+    max_body_bytes = PREDICTION_BODY_MAX_BYTES
+
+
+# Checked for the token (and its rate limit) only: predictions are not owned by a service (see README).
+router = APIRouter(
+    tags=["predictions"],
+    dependencies=[Depends(authenticate_service)],
+    responses=responses(Unauthenticated, Forbidden),
+    route_class=PredictionRoute,
+)
 
 T = TypeVar("T")
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = (
     responses(BackendFailed, Overloaded, GatewayTimeout)
     | CONTENT_TOO_LARGE
+    | {
+        413: {
+            **CONTENT_TOO_LARGE[413],
+            "description": f"The request body is larger than {PREDICTION_BODY_MAX_BYTES} bytes, the largest valid"
+            " request laid out as `json.dumps` does (sized from the `LIMIT_PREDICT_*` limits)",
+        }
+    }
     | {422: {"description": "Invalid body: the field and item are named in `detail`"}}
     | {
         202: {

@@ -106,24 +106,31 @@ async def get_template(session: AsyncSession, service_id: uuid.UUID, template_id
     return (await session.scalars(statement)).one_or_none()
 
 
-# Built once, like the notification statements: this runs on every templated create.
-GET_TEMPLATE_CONTENTS = select(Template.id, Template.subject, Template.content).where(
+# Built once, like the notification statements: this runs on every templated create. A service
+# may use its own templates only; a request without a key (development) any.
+_TEMPLATES_BY_ID = select(Template.id, Template.subject, Template.content).where(
     Template.id == func.any(bindparam("ids", type_=ARRAY(Uuid())))
 )
+GET_TEMPLATE_CONTENTS = {
+    True: _TEMPLATES_BY_ID.where(Template.service_id == bindparam("service_id", type_=Uuid())),
+    False: _TEMPLATES_BY_ID,
+}
 
 
 async def get_template_contents(
-    session: AsyncSession, template_ids: Collection[uuid.UUID]
+    session: AsyncSession, template_ids: Collection[uuid.UUID], service_id: uuid.UUID | None
 ) -> dict[uuid.UUID, tuple[str | None, str]]:
     """Load the subject and content of several templates in one statement.
 
     Args:
         session: Any session.
         template_ids: The ids to look up.
+        service_id: The service they must belong to; None for any service.
 
     Returns:
-        ``(subject, content)`` by template id; ids that do not exist are absent.
+        ``(subject, content)`` by template id; ids that do not exist (in that service) are absent.
     """
     connection = await session.connection()
-    rows = await connection.execute(GET_TEMPLATE_CONTENTS, {"ids": list(template_ids)})
+    statement = GET_TEMPLATE_CONTENTS[service_id is not None]
+    rows = await connection.execute(statement, {"ids": list(template_ids), "service_id": service_id})
     return {row.id: (row.subject, row.content) for row in rows}

@@ -4,13 +4,21 @@ import uuid
 
 from fastapi import APIRouter
 
+from fastapi1.auth.dependencies import ADMIN_ONLY
 from fastapi1.bodies import CONTENT_TOO_LARGE, JsonBodyRoute
 from fastapi1.db.session import ReadSession, WriteSession
-from fastapi1.errors import Conflict, NotFound, ServiceUnavailable, responses
+from fastapi1.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthenticated, responses
 from fastapi1.services import controller
 from fastapi1.services.schemas import Service, ServiceCreate, Template, TemplateCreate
 
-router = APIRouter(prefix="/services/v1", tags=["services"], route_class=JsonBodyRoute)
+# Admin routes: an admin token where AUTH_REQUIRED, and a service token never.
+router = APIRouter(
+    prefix="/services/v1",
+    tags=["services"],
+    route_class=JsonBodyRoute,
+    dependencies=[ADMIN_ONLY],
+    responses=responses(Unauthenticated, Forbidden),
+)
 
 READ_ERRORS = responses(NotFound, ServiceUnavailable)
 

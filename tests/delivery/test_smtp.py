@@ -3,6 +3,7 @@
 import email
 import email.policy
 import socket
+import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
@@ -12,6 +13,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from httpx import AsyncClient
 
+from fastapi1.auth.tokens import create_token
 from fastapi1.config import DeliverySettings
 from fastapi1.db.engine import Database
 from fastapi1.delivery.providers import configured_providers
@@ -188,3 +190,32 @@ class TestConnectionReuse:
         assert (row["status"], row["attempts"]) == ("delivered", 1)
         assert len(smtp_server.handler.received) == 2
         assert len(set(smtp_server.handler.peers)) == 2
+
+
+async def service_key(api: AsyncClient, key_type: str) -> dict[str, str]:
+    """The headers of a new key of a new service (admin routes are open in development)."""
+    service = (await api.post("/services/v1/", json={"name": f"service-{uuid.uuid4()}"})).json()["id"]
+    created = await api.post(f"/services/v1/{service}/api-keys", json={"name": key_type, "key_type": key_type})
+    return {"Authorization": f"Bearer {create_token(created.json()['key'][-36:], service)}"}
+
+
+class TestTestKeys:
+    async def test_a_test_keys_mail_never_reaches_the_server_yet_ends_as_the_simulator_says(
+        self, api: AsyncClient, database: Database, run_relay: Any, mailbox: tuple[Mailbox, int]
+    ) -> None:
+        handler, port = mailbox
+        test_key, normal_key = await service_key(api, "test"), await service_key(api, "normal")
+        async with run_relay(configured_providers(smtp_settings(port))):
+            simulated = [
+                (await api.post("/notifications/v1/", json={"to": to}, headers=test_key)).json()["id"]
+                for to in ("ada@example.com", "perm-fail@simulator.notify", "temp-fail@simulator.notify")
+            ]
+            sent = (await api.post("/notifications/v1/", json={"to": "bo@example.com"}, headers=normal_key)).json()
+            rows = await wait_final(database, [*simulated, sent["id"]])
+        assert [rows[notification_id]["status"] for notification_id in simulated] == [
+            "delivered",
+            "permanent-failure",
+            "temporary-failure",
+        ]
+        assert rows[sent["id"]]["status"] == "delivered"
+        assert [recipients for recipients, _ in handler.received] == [["bo@example.com"]]

@@ -118,6 +118,22 @@ REJECTED: dict[str, tuple[dict[str, Any] | bytes, list[str | int]]] = {
     "an array body": (b"[]", ["body"]),
     "a string body": (b'"text"', ["body"]),
     "a body that is not JSON": (b"{", ["body"]),
+    # The parser keeps the last of repeated keys: without a 422 the first agent would go unanswered.
+    "a repeated agent name": (
+        b'{"client_id":"c","run_slug":"0","observations":{"a":{"observations":[1],"nn_model_name":"m"},'
+        b'"a":{"observations":[2],"nn_model_name":"m"}}}',
+        ["body", "observations"],
+    ),
+    "a repeated key in an agent": (
+        b'{"client_id":"c","run_slug":"0","observations":{"a":{"observations":[1],"observations":[2],'
+        b'"nn_model_name":"m"}}}',
+        ["body", "observations", "a"],
+    ),
+    "a repeated key in the body": (
+        b'{"client_id":"c","client_id":"d","run_slug":"0","observations":{"a":{"observations":[1],"nn_model_name":"m"}}}',
+        ["body"],
+    ),
+    "a repeated input": (b'{"input":"a","input":"b"}', ["body"]),
 }
 
 

@@ -27,13 +27,24 @@ app.kubernetes.io/component: {{ .component }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
-{{/* The credentials, from the Secret named in values (DATABASE_URL required, the rest optional). */}}
+{{/* The credentials, from the Secret named in values (DATABASE_URL, ADMIN_CLIENT_SECRET and
+     SECRET_KEY required: production refuses to start without them; the rest optional). */}}
 {{- define "fastapi1.secretEnv" -}}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ .Values.secrets.name }}
       key: {{ .Values.secrets.databaseUrlKey }}
+- name: ADMIN_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.name }}
+      key: {{ .Values.secrets.adminClientSecretKey }}
+- name: SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.secrets.name }}
+      key: {{ .Values.secrets.secretKeyKey }}
 {{- range $name, $key := .Values.secrets.optionalKeys }}
 - name: {{ $name }}
   valueFrom:

@@ -1,0 +1,1 @@
+"""Authentication: GOV.UK Notify's tokens, the API keys that sign them, and who is calling."""

@@ -1,0 +1,80 @@
+"""Recipients in one canonical form, so that a guest list compares what a person would call equal.
+
+An address (anything with ``@``) is compared without case; a phone number in E.164
+(``07700 900 123`` and ``+44 7700 900123`` are one number; UK is assumed without a
+country code, as GOV.UK Notify does), read by ``phonenumbers``.
+"""
+
+import phonenumbers
+
+DEFAULT_REGION = "GB"
+UK_COUNTRY_CODE = 44
+UK_MOBILE_DIGITS = 10
+
+
+def is_email_address(recipient: str) -> bool:
+    """Whether a recipient is an e-mail address rather than a phone number (the delivery rule).
+
+    Args:
+        recipient: An address or a number.
+    """
+    return "@" in recipient
+
+
+def is_uk_mobile(number: phonenumbers.PhoneNumber) -> bool:
+    """Whether a number has the shape of a UK mobile (07xxx xxxxxx), as GOV.UK Notify checks it.
+
+    phonenumbers calls the 07700 900xxx range, reserved by Ofcom for drama and used by Notify's
+    simulator numbers, invalid.
+
+    Args:
+        number: A parsed number.
+    """
+    national = str(number.national_number)
+    return number.country_code == UK_COUNTRY_CODE and len(national) == UK_MOBILE_DIGITS and national.startswith("7")
+
+
+def normalised_phone_number(number: str) -> str:
+    """A valid phone number in E.164.
+
+    Args:
+        number: A UK or international number, with any spaces, dashes or brackets.
+
+    Returns:
+        ``+<country code><number>``.
+
+    Raises:
+        ValueError: When it is not a valid phone number.
+    """
+    try:
+        parsed = phonenumbers.parse(number, DEFAULT_REGION)
+    except phonenumbers.NumberParseException:
+        raise ValueError("Not a valid phone number") from None
+    if not (phonenumbers.is_valid_number(parsed) or is_uk_mobile(parsed)):
+        raise ValueError("Not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalised_recipient(recipient: str) -> str:
+    """The canonical form of an address or a number.
+
+    Args:
+        recipient: The address or number as given.
+
+    Raises:
+        ValueError: When a number is not a valid phone number.
+    """
+    stripped = recipient.strip()
+    return stripped.lower() if is_email_address(stripped) else normalised_phone_number(stripped)
+
+
+def guest_list_key(recipient: str) -> str | None:
+    """The form a recipient is looked up in the guest list by; None when it can match no entry.
+
+    Args:
+        recipient: A notification's recipient, as sent.
+    """
+    try:
+        return normalised_recipient(recipient)
+    except ValueError:
+        return None
