@@ -15,9 +15,9 @@ from fastapi1.config import Settings
 from fastapi1.db.engine import Database
 from fastapi1.errors import DailyLimitExceeded, LimitsUnavailable, RateLimitExceeded
 from fastapi1.limits.coalescer import Coalescer
-from fastapi1.limits.postgres_store import POOL_SIZE, open_postgres_store
+from fastapi1.limits.postgres_store import open_postgres_store
 from fastapi1.limits.redis_store import open_redis_store
-from fastapi1.limits.store import Store, StoreConfig
+from fastapi1.limits.store import POOL_SIZE, Store, StoreConfig
 from fastapi1.types import KeyType
 
 logger = logging.getLogger(__name__)
@@ -256,13 +256,13 @@ async def open_store(
         settings: REDIS_URL and the rest of the connection settings.
         database: The application's database.
         config: The limits.
-        pool_size: Connections of the PostgreSQL store's pool.
+        pool_size: Connections of the store's pool.
 
     Yields:
         The store, closed on exit.
     """
     if settings.redis_url is not None:
-        async with open_redis_store(settings, config) as redis_store:
+        async with open_redis_store(settings, config, pool_size) as redis_store:
             yield redis_store
         return
     async with open_postgres_store(settings, database, config, pool_size) as postgres_store:

@@ -34,15 +34,19 @@ from sqlalchemy.engine import make_url
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database, connect_args
 from fastapi1.errors import UNAVAILABLE_SQLSTATE_CLASSES, LimitsUnavailable
-from fastapi1.limits.store import Reserved, StoreConfig, Taken
+from fastapi1.limits.store import POOL_SIZE, Reserved, StoreConfig, Taken
 
 UNAVAILABLE = "Limits unavailable: the database does not answer, try again shortly"
-# Connections of the limiter's pool per process: two flushers per limit, a release, a pruning.
-POOL_SIZE = 6
 # Days a service's count is kept after its day (a release may come a little after midnight).
 DAYS_KEPT = 3
 # An API key whose slots were all unused this long loses them (taken again on its next request).
 IDLE_KEY_S = 86_400.0
+# A key's first slots. It gets more as its requests need them, at least doubling each time up
+# to its limit: its rows follow its busiest minute, not the limit (the bench's key has a limit
+# of 10,000,000, which made in one statement would outlast DB_STATEMENT_TIMEOUT_S).
+FIRST_SLOTS = 64
+# Rounds of growing and taking again within one call, for keys still short of slots.
+ROUNDS = 3
 
 # $1 key ids, $2 slots wanted per key, $3 limit, $4 window (s), $5 clock offset (s).
 TAKE = """
@@ -65,25 +69,26 @@ RETURNING s.api_key_id
 """
 
 # For keys that got fewer slots than they wanted: seconds until their oldest slot frees, and
-# whether they have all their slots (the last one exists only when all do: they are made in
-# one statement). In epoch seconds: a free slot another statement holds is ``-infinity``,
-# which timestamps cannot subtract and numbers can (-Infinity: Retry-After 1).
-# $1 key ids, $2 limit, $3 window (s), $4 clock offset (s).
+# how many slots they have (they are numbered from 0). In epoch seconds: a free slot another
+# statement holds is ``-infinity``, which timestamps cannot subtract and numbers can
+# (-Infinity: Retry-After 1). $1 key ids, $2 limit, $3 window (s), $4 clock offset (s).
 WAITS = """
 SELECT w.api_key_id,
     EXTRACT(EPOCH FROM (
         SELECT min(s.used_at) FROM rate_limit_slots AS s WHERE s.api_key_id = w.api_key_id AND s.slot < $2
     )) + $3 - EXTRACT(EPOCH FROM now() + make_interval(secs => $4)) AS retry_after_s,
-    EXISTS (
-        SELECT FROM rate_limit_slots AS s WHERE s.api_key_id = w.api_key_id AND s.slot = $2 - 1
-    ) AS provisioned
+    coalesce((
+        SELECT max(s.slot) + 1 FROM rate_limit_slots AS s WHERE s.api_key_id = w.api_key_id AND s.slot < $2
+    ), 0) AS slots
 FROM unnest($1::uuid[]) AS w(api_key_id)
 """
 
-# $1 key ids, $2 limit.
-PROVISION = """
+# Slots made for each key, from its count to its target (concurrent makers overlap harmlessly).
+# $1 key ids, $2 slots they have, $3 slots they should have.
+GROW = """
 INSERT INTO rate_limit_slots (api_key_id, slot)
-SELECT w.api_key_id, g.slot FROM unnest($1::uuid[]) AS w(api_key_id) CROSS JOIN generate_series(0, $2 - 1) AS g(slot)
+SELECT g.api_key_id, generate_series(g.slots, g.target - 1)
+FROM unnest($1::uuid[], $2::int[], $3::int[]) AS g(api_key_id, slots, target)
 ON CONFLICT DO NOTHING
 """
 
@@ -164,6 +169,7 @@ class PostgresStore:
         self.config = config
         self.acquire_timeout_s = acquire_timeout_s
         self.offset_s = config.clock_offset_s
+        self.limit = config.rate_limit
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -201,11 +207,11 @@ class PostgresStore:
             await self.pool.release(connection)
 
     async def take(self, wanted: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, Taken]:
-        """Take free slots; a key seen for the first time (or whose limit grew) gets its slots first.
+        """Take free slots; a key short of slots below its limit gets more, and takes again.
 
-        A key refused while one of its slots was free tries once more: that slot was held by a
-        concurrent statement (which takes it, or frees it if it fails), or was made or freed
-        after this statement's snapshot (another process gave a new key its slots meanwhile).
+        A key refused while one of its slots was free also takes again: that slot was held by
+        a concurrent statement (which takes it, or frees it if it fails), or was made or freed
+        after this statement's snapshot (another process gave the key slots meanwhile).
 
         Args:
             wanted: Requests per API key.
@@ -213,14 +219,36 @@ class PostgresStore:
         async with self.connection() as connection:
             taken = await self.take_slots(connection, wanted)
             waits = await self.waits(connection, shortfall(wanted, taken))
-            new = [key for key, (_, provisioned) in waits.items() if not provisioned]
-            if new:
-                await connection.execute(PROVISION, new, self.config.rate_limit)
-            again = {key: wanted[key] for key, (wait, provisioned) in waits.items() if wait <= 0 or not provisioned}
-            if again:
+            for _ in range(ROUNDS):
+                again = {key: wanted[key] for key, (wait, slots) in waits.items() if wait <= 0 or slots < self.limit}
+                if not again:
+                    break
+                await self.grow(connection, waits, shortfall(again, taken))
                 taken += await self.take_slots(connection, shortfall(again, taken))
+                waits = {key: waits[key] for key in waits if key not in again}
                 waits.update(await self.waits(connection, shortfall(again, taken)))
         return {key: Taken(taken[key], waits[key][0] if key in waits else 0.0) for key in wanted}
+
+    async def grow(
+        self,
+        connection: asyncpg.Connection,
+        waits: Mapping[uuid.UUID, tuple[float, int]],
+        short: Mapping[uuid.UUID, int],
+    ) -> None:
+        """Give keys short of slots below their limit more: twice theirs, or enough for twice the shortfall.
+
+        Args:
+            connection: The connection.
+            waits: Each short key's wait and slot count.
+            short: The requests each key lacks slots for.
+        """
+        targets = {
+            key: min(self.limit, max(FIRST_SLOTS, 2 * waits[key][1], waits[key][1] + 2 * count))
+            for key, count in short.items()
+            if waits[key][1] < self.limit
+        }
+        if targets:
+            await connection.execute(GROW, list(targets), [waits[key][1] for key in targets], list(targets.values()))
 
     async def take_slots(self, connection: asyncpg.Connection, wanted: Mapping[uuid.UUID, int]) -> Counter[uuid.UUID]:
         """Take up to the wanted number of free slots of each key, in one statement.
@@ -235,8 +263,8 @@ class PostgresStore:
 
     async def waits(
         self, connection: asyncpg.Connection, short: Mapping[uuid.UUID, int]
-    ) -> dict[uuid.UUID, tuple[float, bool]]:
-        """For keys refused some slots: seconds until their oldest slot frees, and whether they have all slots.
+    ) -> dict[uuid.UUID, tuple[float, int]]:
+        """For keys refused some slots: seconds until their oldest slot frees, and how many slots they have.
 
         Args:
             connection: The connection.
@@ -246,7 +274,7 @@ class PostgresStore:
             return {}
         window = (self.config.rate_limit, self.config.window_s, self.offset_s)
         rows = await connection.fetch(WAITS, list(short), *window)
-        return {row["api_key_id"]: (float(row["retry_after_s"] or 0), row["provisioned"]) for row in rows}
+        return {row["api_key_id"]: (float(row["retry_after_s"] or 0), row["slots"]) for row in rows}
 
     async def reserve(self, asked: Mapping[uuid.UUID, Sequence[int]]) -> dict[uuid.UUID, Reserved]:
         """Add each service's batch at once; a batch that does not fit is decided one count at a time.

@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
+# Connections of a store per process: two flushers per limit, a release and a pruning at once;
+# more callers wait for one (bounded by the store's timeouts).
+POOL_SIZE = 6
+
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:

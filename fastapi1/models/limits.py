@@ -5,7 +5,7 @@ keyed by id, written by the limiter on a connection of its own in autocommit, ou
 request's transaction. A foreign key would make each write check (and share-lock) the key's or
 the service's row, and the limiter's connection cannot see rows of a transaction not yet
 committed (a request that creates a service and sends at once; the tests' outer transaction).
-Rows of deleted keys and services, and old days, are pruned (fastapi1.limits.postgres).
+Rows of deleted keys and services, and old days, are pruned (fastapi1.limits.postgres_store).
 """
 
 import uuid

@@ -58,7 +58,11 @@ def race(
     calls: int,
     batched: bool,
     barrier: Barrier,
-    results: "Queue[int]",
+    results: "Queue[int | str]",
 ) -> None:
-    """The process's entry point: put the number of admitted calls on ``results``."""
-    results.put(asyncio.run(race_async(env, limit, kind, target, calls, batched, barrier)))
+    """The process's entry point: put the number of admitted calls on ``results`` (or what failed)."""
+    try:
+        results.put(asyncio.run(race_async(env, limit, kind, target, calls, batched, barrier)))
+    except BaseException as error:
+        results.put(repr(error))  # the test fails at once, with the reason, instead of waiting
+        raise

@@ -9,6 +9,7 @@ import pytest
 
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database
+from fastapi1.limits.postgres_store import FIRST_SLOTS
 from tests.conftest import asyncpg_dsn
 from tests.limits.conftest import LimiterFactory
 from tests.limits.test_rate_limit import admitted
@@ -64,6 +65,23 @@ class TestChangedLimit:
             assert await admitted(limiter, key, 4) == [True, True, True, False]
         async with make_limiter(rate_limit=5) as limiter:
             assert await admitted(limiter, key, 3) == [True, True, False]
+
+
+class TestSlotsOnDemand:
+    async def test_a_key_gets_slots_as_its_requests_need_them_up_to_its_limit(
+        self, make_limiter: LimiterFactory, sql: asyncpg.Connection
+    ) -> None:
+        quiet, busy = uuid.uuid4(), uuid.uuid4()
+        async with make_limiter(rate_limit=1_000) as limiter:
+            assert sum(await admitted(limiter, quiet, 10)) == 10
+            outcomes = [await admitted(limiter, busy, 103) for _ in range(10)]
+        assert sum(map(sum, outcomes)) == 1_000
+        assert outcomes[-1][-30:] == [False] * 30
+        counts = await sql.fetch(
+            "SELECT api_key_id, count(*) FROM rate_limit_slots WHERE api_key_id = ANY($1) GROUP BY api_key_id",
+            [quiet, busy],
+        )
+        assert {row["api_key_id"]: row["count"] for row in counts} == {quiet: FIRST_SLOTS, busy: 1_000}
 
 
 class TestPruning:

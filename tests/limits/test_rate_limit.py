@@ -109,11 +109,12 @@ class TestAcrossProcesses:
     def test_two_processes_racing_for_one_key_admit_exactly_the_limit(
         self, limits_env: dict[str, str | None], batched: bool
     ) -> None:
-        limit, key = 50, uuid.uuid4()
+        # Past FIRST_SLOTS: on PostgreSQL both processes give the new key its slots at once.
+        limit, key = 300, uuid.uuid4()
         context = multiprocessing.get_context("spawn")
         barrier, results = context.Barrier(2), context.Queue()
         racers = [
-            context.Process(target=race, args=(limits_env, limit, "requests", key, 40, batched, barrier, results))
+            context.Process(target=race, args=(limits_env, limit, "requests", key, 165, batched, barrier, results))
             for _ in range(2)
         ]
         for racer in racers:
