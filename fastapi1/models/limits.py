@@ -18,7 +18,7 @@ from fastapi1.db.base import Base
 
 
 class RateLimitSlot(Base):
-    """One of an API key's RATE_LIMIT_PER_MINUTE slots; a slot is free once ``used_at`` left the window.
+    """One of an API key's slots (at most RATE_LIMIT_PER_MINUTE); free once ``used_at`` left the window.
 
     UNLOGGED: a PostgreSQL crash empties the table (no WAL, and no WAL to write per request),
     which frees every slot, that is forgets at most the last minute's requests.
