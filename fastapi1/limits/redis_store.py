@@ -48,7 +48,10 @@ if granted > 0 then
 end
 local wait = 0
 if granted < wanted then
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    -- The next request fits once the window holds limit - 1: when its (n - limit + 1)th oldest
+    -- leaves (the oldest, but for a limit lowered below what the window holds).
+    local n = redis.call('ZCARD', key)
+    local oldest = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
     if oldest[2] then
         wait = tonumber(oldest[2]) + window - now
     end
@@ -85,8 +88,12 @@ end
 return reply
 """
 
-# KEYS[1]: a day's counter; ARGV: the count given back. Never below zero.
+# KEYS[1]: a day's counter; ARGV: the count given back. Never below zero, and a counter that
+# expired stays gone (DECRBY would make it again, without a TTL).
 RELEASE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    return 0
+end
 local count = redis.call('DECRBY', KEYS[1], tonumber(ARGV[1]))
 if count < 0 then
     redis.call('SET', KEYS[1], 0, 'KEEPTTL')

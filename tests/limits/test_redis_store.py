@@ -9,6 +9,7 @@ import redis.asyncio
 from pydantic import SecretStr
 
 from fastapi1.config import Settings
+from fastapi1.errors import RateLimitExceeded
 from fastapi1.limits.redis_store import TAKE, RedisStore
 from tests.limits.conftest import LimiterFactory
 
@@ -63,6 +64,37 @@ class TestKeys:
             await client.set(name, 1, keepttl=True)  # as if the counter had been lost and recounted
             await reservation.release()
         assert await client.get(name) == b"0"
+
+    async def test_a_release_after_the_counter_expired_makes_no_key(
+        self, make_limiter: LimiterFactory, client: redis.asyncio.Redis, redis_prefix: str
+    ) -> None:
+        service_id = uuid.uuid4()
+        async with make_limiter(daily_limit=10) as limiter:
+            reservation = await limiter.reserve_sends(service_id, 3)
+            epoch_day = (reservation.day - reservation.day.replace(year=1970, month=1, day=1)).days
+            name = f"{redis_prefix}:daily:{service_id}:{epoch_day}"
+            await client.delete(name)  # as two days after its last write
+            await reservation.release()
+        assert await client.exists(name) == 0
+
+
+class TestLoweredLimit:
+    async def test_retry_after_waits_for_the_window_to_hold_less_than_the_lowered_limit(
+        self, make_limiter: LimiterFactory
+    ) -> None:
+        key = uuid.uuid4()
+        async with make_limiter(rate_limit=4, window_s=5) as limiter:
+            await limiter.check_request(key, "normal")
+            await asyncio.sleep(1)
+            await limiter.check_request(key, "normal")
+            await asyncio.sleep(1)
+            await asyncio.gather(limiter.check_request(key, "normal"), limiter.check_request(key, "normal"))
+        async with make_limiter(rate_limit=2, window_s=5) as lowered:
+            with pytest.raises(RateLimitExceeded) as refused:
+                await lowered.check_request(key, "normal")
+        # Four in the window, two allowed: three have to leave, the third oldest (made 2 s in, so
+        # 5 s from now) last; the oldest alone would have said 3.
+        assert refused.value.headers["Retry-After"] == "5"
 
 
 class TestScripts:
