@@ -5,6 +5,7 @@ import contextlib
 import logging
 import math
 import secrets
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -29,6 +30,8 @@ RATE_WINDOW_S = 60.0
 # its own. Measured with callers that arrive together (scripts/measure_limits.py, 8 and 100
 # tasks), 1, 2 and 4 flushers cost the same (17-18 µs per call at 100).
 FLUSHERS = 2
+# Refused keys remembered at most; beyond, those whose wait is over are forgotten.
+FULL_KEYS_MAX = 10_000
 # Seconds between two prunings of a process (each waits half to one and a half of it).
 PRUNE_INTERVAL_S = 3600.0
 
@@ -107,6 +110,8 @@ class Limiter:
         self.requests = Coalescer[uuid.UUID, RateOutcome](self.flush_requests)
         self.sends = Coalescer[tuple[uuid.UUID, int], DailyOutcome](self.flush_sends, self.give_back)
         self.batched = batched
+        # Keys refused until then (monotonic clock), see remember_full.
+        self.full_until: dict[uuid.UUID, float] = {}
 
     async def check_request(self, key_id: uuid.UUID, key_type: KeyType) -> None:
         """Count one request of an API key in its sliding window; a refused request is not counted.
@@ -119,9 +124,32 @@ class Limiter:
             RateLimitExceeded: When the key already made RATE_LIMIT_PER_MINUTE requests in the window.
             LimitsUnavailable: When the store does not answer.
         """
+        deadline = self.full_until.get(key_id)
+        if deadline is not None and (left := deadline - time.monotonic()) > 0:
+            raise RateLimitExceeded(key_type, self.config.rate_limit, self.window_label, retry_after(left))
         wait = await self.requests.submit(key_id) if self.batched else (await self.flush_requests([key_id]))[0]
         if wait is not None:
+            self.remember_full(key_id, wait)
             raise RateLimitExceeded(key_type, self.config.rate_limit, self.window_label, retry_after(wait))
+
+    def remember_full(self, key_id: uuid.UUID, wait: float) -> None:
+        """Refuse the key here, without asking the store, until its oldest counted request leaves the window.
+
+        Exact: an admitted request's slot frees only with time, so no request of the key can be
+        admitted before then, by any process. It spares the store an abusive key's requests
+        (the PostgreSQL store reads all of a key's slots to find when the next one frees).
+        A wait of 0 (a free slot that a concurrent call held) is not remembered.
+
+        Args:
+            key_id: The refused API key.
+            wait: Seconds until its oldest counted request leaves the window.
+        """
+        if wait <= 0:
+            return
+        if len(self.full_until) >= FULL_KEYS_MAX:
+            now = time.monotonic()
+            self.full_until = {key: until for key, until in self.full_until.items() if until > now}
+        self.full_until[key_id] = time.monotonic() + wait
 
     async def reserve_sends(self, service_id: uuid.UUID, count: int) -> Reservation:
         """Reserve ``count`` notifications of a service for the current UTC day, all or none.

@@ -44,6 +44,12 @@ class TestTables:
             "service_daily_counts": "p",
         }
 
+    async def test_the_slots_keep_half_of_each_page_free_for_hot_updates(self, sql: asyncpg.Connection) -> None:
+        options = await sql.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'rate_limit_slots'")
+        assert options == ["fillfactor=50"]
+        indexes = await sql.fetch("SELECT indexdef FROM pg_indexes WHERE tablename = 'rate_limit_slots'")
+        assert [row["indexdef"].split(" USING ")[1] for row in indexes] == ["btree (api_key_id, slot)"]
+
 
 class TestChangedLimit:
     async def test_a_lowered_limit_ignores_the_slots_above_it_and_pruning_deletes_them(

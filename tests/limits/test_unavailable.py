@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database
-from fastapi1.errors import LimitsUnavailable
+from fastapi1.errors import LimitsUnavailable, RateLimitExceeded
 from fastapi1.limits import Limiter, open_limiter
 from tests.limits.conftest import closed_port
 from tests.proxy import TcpProxy
@@ -126,6 +126,31 @@ class TestDatabaseUnavailable:
                     await refused_within(limiter, call, 2)
                     await proxy.start()
                     await call(limiter)
+            finally:
+                await database.dispose()
+
+
+class TestRefusedKeys:
+    async def test_a_refused_key_is_refused_without_the_store_until_its_oldest_request_leaves_the_window(
+        self, settings: Settings, database_url: str
+    ) -> None:
+        async with TcpProxy.to_database(database_url) as proxy:
+            limited = settings.model_copy(update={"rate_limit_per_minute": 1})
+            database = Database.connect(proxy.url, None, limited)
+            try:
+                async with open_limiter(limited, database, window_s=2) as limiter:
+                    key = uuid.uuid4()
+                    await limiter.check_request(key, "normal")
+                    with pytest.raises(RateLimitExceeded):
+                        await limiter.check_request(key, "normal")
+                    await proxy.stop()
+                    # No store needed to know: nothing can free the key's slot before it is 2 s old.
+                    with pytest.raises(RateLimitExceeded) as refused:
+                        await limiter.check_request(key, "normal")
+                    assert refused.value.headers["Retry-After"] == "2"
+                    await asyncio.sleep(2.1)
+                    with pytest.raises(LimitsUnavailable):  # then the store is asked again
+                        await limiter.check_request(key, "normal")
             finally:
                 await database.dispose()
 
