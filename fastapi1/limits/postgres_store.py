@@ -25,6 +25,7 @@ shifts it in tests only.
 import asyncio
 import contextlib
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date
 
@@ -66,6 +67,26 @@ WHERE api_key_id = $1 AND slot = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED
 ))
 RETURNING slot
+"""
+
+# TAKE for several keys at once: key $1[i] takes up to $4[i] slots from $2[i] to $3[i] (excluded).
+# One statement for a batch of several keys (its plan costs more than TAKE's: used for one key).
+TAKE_MANY = """
+WITH free AS (
+    SELECT w.api_key_id, f.slot
+    FROM unnest($1::uuid[], $2::int[], $3::int[], $4::int[]) AS w(api_key_id, lo, hi, k)
+    CROSS JOIN LATERAL (
+        SELECT s.slot FROM rate_limit_slots AS s
+        WHERE s.api_key_id = w.api_key_id AND s.slot >= w.lo AND s.slot < w.hi
+            AND s.used_at <= now() + make_interval(secs => $6) - make_interval(secs => $5)
+        ORDER BY s.slot
+        LIMIT w.k
+        FOR UPDATE SKIP LOCKED
+    ) AS f
+)
+UPDATE rate_limit_slots AS s SET used_at = now() + make_interval(secs => $6)
+FROM free WHERE s.api_key_id = free.api_key_id AND s.slot = free.slot
+RETURNING s.api_key_id, s.slot
 """
 
 # For a key that got fewer slots than it wanted: seconds until its oldest slot frees, and how
@@ -229,16 +250,20 @@ class PostgresStore:
             await self.pool.release(connection)
 
     async def take(self, wanted: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, Taken]:
-        """Take free slots of each key, one key after another on one connection.
+        """Take free slots of each key: one statement for the batch, then one key at a time for keys still short.
 
         Args:
             wanted: Requests per API key.
         """
         async with self.connection() as connection:
-            return {key: await self.take_key(connection, key, count) for key, count in wanted.items()}
+            if len(wanted) == 1:
+                taken = {key: await self.take_ring(connection, key, count) for key, count in wanted.items()}
+            else:
+                taken = await self.take_rings(connection, wanted)
+            return {key: await self.take_short(connection, key, count, taken[key]) for key, count in wanted.items()}
 
-    async def take_key(self, connection: asyncpg.Connection, key: uuid.UUID, wanted: int) -> Taken:
-        """Take up to ``wanted`` free slots of one key; a key out of slots below its limit gets more.
+    async def take_short(self, connection: asyncpg.Connection, key: uuid.UUID, wanted: int, taken: int) -> Taken:
+        """Finish a key that got fewer slots than it wanted; a key out of slots below its limit gets more.
 
         A key refused while one of its slots was free takes again too: that slot was held by a
         concurrent statement (which takes it, or frees it if it fails), or was made or freed
@@ -248,8 +273,8 @@ class PostgresStore:
             connection: The connection.
             key: The API key.
             wanted: Its requests.
+            taken: The slots it already took.
         """
-        taken = await self.take_ring(connection, key, wanted)
         wait = 0.0
         for _ in range(ROUNDS):
             if taken == wanted:
@@ -261,6 +286,39 @@ class PostgresStore:
                 await self.grow(connection, key, slots, wanted - taken)
             taken += await self.take_ring(connection, key, wanted - taken)
         return Taken(taken, wait)
+
+    async def take_rings(self, connection: asyncpg.Connection, wanted: Mapping[uuid.UUID, int]) -> Counter[uuid.UUID]:
+        """:meth:`take_ring` for several keys, in one statement (and one more for keys that wrap around).
+
+        Args:
+            connection: The connection.
+            wanted: Slots to take per key.
+        """
+        cursors = {key: self.cursors.get(key, 0) for key in wanted}
+        taken = await self.take_ranges(connection, {key: (cursors[key], self.limit, n) for key, n in wanted.items()})
+        wrap = {key: (0, cursors[key], n - taken[key]) for key, n in wanted.items() if taken[key] < n and cursors[key]}
+        if wrap:
+            taken += await self.take_ranges(connection, wrap)
+        return taken
+
+    async def take_ranges(
+        self, connection: asyncpg.Connection, ranges: Mapping[uuid.UUID, tuple[int, int, int]]
+    ) -> Counter[uuid.UUID]:
+        """Take up to ``k`` free slots numbered ``lo`` to ``hi`` of each key; move their cursors past them.
+
+        Args:
+            connection: The connection.
+            ranges: ``(lo, hi, k)`` per key.
+        """
+        lows, highs, counts = zip(*ranges.values(), strict=True)
+        window = (self.config.window_s, self.offset_s)
+        rows = await connection.fetch(TAKE_MANY, list(ranges), list(lows), list(highs), list(counts), *window)
+        slots: defaultdict[uuid.UUID, list[int]] = defaultdict(list)
+        for key, slot in rows:
+            slots[key].append(slot)
+        for key, taken in slots.items():
+            self.cursors[key] = max(taken) + 1
+        return Counter({key: len(taken) for key, taken in slots.items()})
 
     async def take_ring(self, connection: asyncpg.Connection, key: uuid.UUID, wanted: int) -> int:
         """Take free slots from this process's cursor on, then from the ring's start; move the cursor past them.

@@ -54,6 +54,12 @@ class TestAtTheLimit:
             assert await admitted(limiter, first, 3) == [True, True, False]
             assert await admitted(limiter, second, 2) == [True, True]
 
+    async def test_keys_in_one_batch_are_counted_apart(self, make_limiter: LimiterFactory) -> None:
+        async with make_limiter(rate_limit=2) as limiter:
+            first, second = uuid.uuid4(), uuid.uuid4()
+            together = await asyncio.gather(admitted(limiter, first, 3), admitted(limiter, second, 2))
+        assert together == [[True, True, False], [True, True]]
+
     @pytest.mark.parametrize("batched", [True, False])
     async def test_concurrent_requests_of_one_process_admit_exactly_the_limit(
         self, make_limiter: LimiterFactory, batched: bool
@@ -76,6 +82,16 @@ class TestSlidingWindow:
             # The first two leave the window at 1.5 s, the third only at 2.2 s.
             await asyncio.sleep(max(0.0, started + 1.6 - time.monotonic()))
             assert await admitted(limiter, key, 3) == [True, True, False]
+
+    async def test_keys_of_one_batch_take_their_freed_slots_again_window_after_window(
+        self, make_limiter: LimiterFactory
+    ) -> None:
+        async with make_limiter(rate_limit=3, window_s=0.5) as limiter:
+            first, second = uuid.uuid4(), uuid.uuid4()
+            for _ in range(3):
+                together = await asyncio.gather(admitted(limiter, first, 4), admitted(limiter, second, 4))
+                assert together == [[True, True, True, False]] * 2
+                await asyncio.sleep(0.6)
 
     async def test_retry_after_is_when_the_oldest_counted_request_leaves_the_window(
         self, make_limiter: LimiterFactory
