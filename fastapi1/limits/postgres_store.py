@@ -9,11 +9,12 @@ took 450 µs of CPU per call and a plain asyncpg pool 225 µs, the whole budget 
 being about 1.2 ms.
 
 **Rate.** An API key has up to RATE_LIMIT_PER_MINUTE rows (slots), made as its requests need
-them, walked as a ring (see TAKE); a slot is free once its ``used_at`` is a window old. Taking k requests is one UPDATE of up to k free slots chosen
-``FOR UPDATE SKIP LOCKED``: concurrent requests of one key, from any process, take different
-slots without waiting for each other's row locks, and a slot taken meanwhile by another
-fails the re-check of ``used_at`` under READ COMMITTED, so no slot is taken twice and the
-count is exact. No free slot and all of them made: refused, and nothing is written.
+them and walked as a ring (see TAKE); a slot is free once its ``used_at`` is a window old.
+Taking k requests is one UPDATE of up to k free slots chosen ``FOR UPDATE SKIP LOCKED``:
+concurrent requests of one key, from any process, take different slots without waiting for
+each other's row locks, and a slot taken meanwhile by another fails the re-check of
+``used_at`` under READ COMMITTED, so no slot is taken twice and the count is exact. No free
+slot and all of them made: refused, and nothing is written.
 
 **Daily.** A row per (service, UTC day), raised by an upsert whose guard ``count + n <=
 limit`` decides; the row lock is held for that statement alone, never for the request.
