@@ -257,6 +257,14 @@ class Settings(BaseSettings):
     redis_url: Annotated[SecretStr | None, BeforeValidator(empty_as_none)] = Field(
         default=None, description="Redis for the limits (redis://host:6379/0); unset keeps them in PostgreSQL."
     )
+    redis_prefix: str = Field(
+        default="fastapi1",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Prefix of every Redis key, so deployments and test runs can share a Redis.",
+    )
+    redis_timeout_s: float = Field(
+        default=1.0, gt=0, description="Seconds a limits call to Redis may take, connecting included (else 503)."
+    )
 
     @property
     def requires_auth(self) -> bool:

@@ -168,6 +168,48 @@ class StillProcessing(RetryLater):
     status_code = 400
 
 
+class RateLimitExceeded(RetryLater):
+    """The API key made more requests than RATE_LIMIT_PER_MINUTE within the sliding window (Notify's message)."""
+
+    status_code = 429
+
+    def __init__(self, key_type: str, limit: int, window_s: int, retry_after: int) -> None:
+        """Keep the facts that Notify's message and the ``/v2`` renderer use.
+
+        Args:
+            key_type: The key's type (``normal``, ``team``, ``test``).
+            limit: The requests a key may make per window.
+            window_s: The window's length in seconds.
+            retry_after: Whole seconds until the oldest counted request leaves the window.
+        """
+        super().__init__(
+            f"Exceeded rate limit for key type {key_type.upper()} of {limit} requests per {window_s} seconds",
+            retry_after,
+        )
+        self.key_type = key_type
+        self.limit = limit
+
+
+class DailyLimitExceeded(RetryLater):
+    """The service would send more than SERVICE_DAILY_LIMIT notifications this UTC day (Notify's message)."""
+
+    status_code = 429
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        """Keep the limit for Notify's message.
+
+        Args:
+            limit: Notifications a service may send per UTC day.
+            retry_after: Whole seconds until the next UTC midnight.
+        """
+        super().__init__(f"Exceeded send limits ({limit}) for today", retry_after)
+        self.limit = limit
+
+
+class LimitsUnavailable(ServiceUnavailable):
+    """The store of the rate and daily limits (PostgreSQL or Redis) does not answer: nothing is admitted unchecked."""
+
+
 class BackendFailed(AppError):
     """The model backend failed, timed out or answered wrongly for the batch holding this request."""
 
