@@ -83,6 +83,20 @@ class TestSlotsOnDemand:
         )
         assert {row["api_key_id"]: row["count"] for row in counts} == {quiet: FIRST_SLOTS, busy: 1_000}
 
+    @pytest.mark.parametrize("batched", [True, False])
+    async def test_concurrent_requests_far_below_a_high_limit_make_at_most_twice_the_slots_they_use(
+        self, make_limiter: LimiterFactory, sql: asyncpg.Connection, batched: bool
+    ) -> None:
+        key = uuid.uuid4()
+        async with make_limiter(rate_limit=10_000_000, batched=batched) as limiter, asyncio.TaskGroup() as callers:
+            # Requests arriving a few at a time, as over HTTP: batches contend for the same free slots.
+            for _ in range(40):
+                for _ in range(10):
+                    callers.create_task(limiter.check_request(key, "normal"))
+                await asyncio.sleep(0.002)
+        slots = await sql.fetchval("SELECT count(*) FROM rate_limit_slots WHERE api_key_id = $1", key)
+        assert slots <= 2 * 400
+
 
 class TestPruning:
     async def test_old_days_and_idle_keys_are_deleted_and_recent_ones_kept(
