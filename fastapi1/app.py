@@ -20,6 +20,7 @@ from fastapi1.docs import install_docs
 from fastapi1.errors import install_error_handlers
 from fastapi1.http_metrics import HttpMetricsMiddleware
 from fastapi1.keys.views import router as keys_router
+from fastapi1.limits.limiter import open_limiter
 from fastapi1.logging import RequestLogMiddleware, configure_log_format
 from fastapi1.notifications.views import router as notifications_router
 from fastapi1.openapi import Fastapi1
@@ -69,6 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(database.dispose)
         app.state.database = database
         app.state.authenticator = Authenticator(settings, database)
+        app.state.limiter = await stack.enter_async_context(open_limiter(settings, database))
         pool = ComputePool(settings.compute_workers, settings.compute_queue_max, settings.compute_queue_timeout_s)
         stack.push_async_callback(asyncio.to_thread, pool.shutdown)
         await pool.warm_up()

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import psutil
@@ -20,6 +21,7 @@ from tests.test_end_to_end import RunningServer, free_port, http_workers
 
 TRANSITIONS = "fastapi1_notifications_transitions_total"
 STALE = "counter_1.db"
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,6 +41,20 @@ class Instance:
         """Heartbeats answered, by the process that logged them."""
         line = rf"\[(\d+)\] GET http://127\.0\.0\.1:{self.server.port}/status/heartbeat 204 "
         return Counter(int(pid) for pid in re.findall(line, self.server.log()))
+
+    def heartbeat(self) -> int:
+        """One heartbeat on a new connection (so that either HTTP worker may answer): the process that logged it.
+
+        The request log writes its line after the response is sent, so the client may read the log
+        before the line is there (2-3% of heartbeats with two CPU burners on two cores): the line is
+        waited for, by the request id the response carries.
+        """
+        response = httpx.get(f"{self.server.base_url}/status/heartbeat", timeout=10, headers={"Connection": "close"})
+        assert response.status_code == 204
+        line = re.compile(rf"\[(\d+)\] GET .* request_id={re.escape(response.headers['x-request-id'])}$", re.MULTILINE)
+        match = poll(lambda: line.search(self.server.log()))
+        assert match is not None
+        return int(match[1])
 
 
 @pytest.fixture(scope="module")
@@ -71,24 +87,34 @@ def instance(admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             server.stop()
 
 
-def poll(condition_met: Callable[[], bool], within: float = 30) -> None:
+def poll(condition: Callable[[], T], within: float = 30) -> T:
+    """Call ``condition`` until it returns something true, and return that."""
     deadline = time.monotonic() + within
-    while not condition_met():
+    while not (met := condition()):
         assert time.monotonic() < deadline, "not reached in time"
         time.sleep(0.1)
+    return met
 
 
 class TestInstanceMetrics:
     def test_the_metrics_of_a_previous_run_are_wiped_at_start(self, instance: Instance) -> None:
         assert not (instance.directory / STALE).exists()
-        assert (instance.directory / f"gauge_livesum_{instance.worker_pid}.db").exists()
+        # The worker process's file appears when it imports fastapi1.metrics. It starts beside the
+        # HTTP workers and nothing orders that import before the first heartbeat answered, which is all
+        # the fixture waits for (on a loaded machine it came after: the file was not there yet).
+        poll(lambda: (instance.directory / f"gauge_livesum_{instance.worker_pid}.db").exists())
 
     def test_every_scrape_sums_the_requests_of_both_http_workers(self, instance: Instance) -> None:
-        # Heartbeats on new connections until both HTTP workers have answered some.
+        # Heartbeats until both HTTP workers have answered some.
+        answered: set[int] = set()
         for _ in range(400):
-            httpx.get(f"{instance.server.base_url}/status/heartbeat", headers={"Connection": "close"})
-            if set(instance.heartbeats_logged()) == instance.api_pids:
+            answered.add(instance.heartbeat())
+            if answered == instance.api_pids:
                 break
+        # Now every heartbeat answered is in the log, for good: this test's were waited for, and the
+        # fixture's (wait_until_serving) were answered before them by these same two workers, each of
+        # which writes a request's line in the same step of its loop as the response. The count
+        # cannot grow any more, and each of those requests is counted in that step too.
         served = instance.heartbeats_logged()
         assert set(served) == instance.api_pids, served
 

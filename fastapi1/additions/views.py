@@ -22,6 +22,7 @@ from fastapi1.errors import (
     NotFound,
     Overloaded,
     ProcessingError,
+    RateLimitExceeded,
     ServiceUnavailable,
     Unauthenticated,
     responses,
@@ -33,7 +34,7 @@ router = APIRouter(
     tags=["additions"],
     route_class=JsonBodyRoute,
     dependencies=[Depends(authenticate_service)],
-    responses=responses(Unauthenticated, Forbidden),
+    responses=responses(Unauthenticated, Forbidden, RateLimitExceeded),
 )
 
 ADD_ERRORS = responses(Conflict, ProcessingError, ServiceUnavailable) | CONTENT_TOO_LARGE

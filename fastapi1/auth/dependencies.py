@@ -8,6 +8,7 @@ from fastapi.security import HTTPBearer
 from fastapi1.auth.controller import Authenticator
 from fastapi1.auth.schemas import Caller
 from fastapi1.bodies import BEFORE_BODY
+from fastapi1.limits.limiter import Limiter
 
 
 class BearerHeader(HTTPBearer):
@@ -53,10 +54,19 @@ def get_authenticator(request: Request) -> Authenticator:
     return cast(Authenticator, request.app.state.authenticator)
 
 
+def get_limiter(request: Request) -> Limiter:
+    """The process's limiter, opened by the lifespan.
+
+    Args:
+        request: The current request.
+    """
+    return cast(Limiter, request.app.state.limiter)
+
+
 async def authenticate_service(
     request: Request, authorization: Annotated[str | None, Depends(service_token)]
 ) -> Caller:
-    """The service calling a service route (anonymous without a token in development).
+    """The service calling a service route (anonymous without a token in development), within its rate limit.
 
     Checked once per request, before its body is read (see :data:`fastapi1.bodies.BEFORE_BODY`),
     so that a client without a valid token costs no parse of a large body.
@@ -67,7 +77,10 @@ async def authenticate_service(
     """
     caller: Caller | None = request.scope.get(CALLER)
     if caller is None:
-        caller = request.scope[CALLER] = await get_authenticator(request).service_caller(authorization)
+        caller = await get_authenticator(request).service_caller(authorization)
+        if caller.key_id is not None and caller.key_type is not None:
+            await get_limiter(request).check_request(caller.key_id, caller.key_type)
+        request.scope[CALLER] = caller
     return caller
 
 
@@ -102,4 +115,5 @@ async def admin_before_body(request: Request) -> None:
 BEFORE_BODY[authenticate_service] = service_before_body
 BEFORE_BODY[authenticate_admin] = admin_before_body
 ServiceCaller = Annotated[Caller, Depends(authenticate_service)]
+LimiterDep = Annotated[Limiter, Depends(get_limiter)]
 ADMIN_ONLY = Depends(authenticate_admin)

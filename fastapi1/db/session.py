@@ -2,7 +2,7 @@
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
@@ -23,12 +23,29 @@ def get_database(request: Request) -> Database:
     return cast(Database, request.app.state.database)
 
 
+ROLLBACK_CALLBACKS = "fastapi1.on_rollback"
+
+
+def on_rollback(session: AsyncSession, callback: Callable[[], Awaitable[None]]) -> None:
+    """Have ``callback`` run if the session's transaction does not commit (the block raised, or the commit did).
+
+    For what a request did outside its transaction and must undo with it: the notifications it
+    reserved against its service's daily limit.
+
+    Args:
+        session: A session of :func:`write_transaction`.
+        callback: What undoes it; it must not raise.
+    """
+    session.info.setdefault(ROLLBACK_CALLBACKS, []).append(callback)
+
+
 @contextlib.asynccontextmanager
 async def write_transaction(database: Database) -> AsyncIterator[AsyncSession]:
     """A primary-database session in a transaction, committed when the block ends.
 
     This is the only place that commits: code below it only flushes. It rolls back
-    when the block raises, so a failed request leaves the database as it was.
+    when the block raises, so a failed request leaves the database as it was, and runs what
+    :func:`on_rollback` registered.
 
     Args:
         database: The database.
@@ -36,8 +53,14 @@ async def write_transaction(database: Database) -> AsyncIterator[AsyncSession]:
     Yields:
         A session in a fresh transaction.
     """
-    async with database.write_sessions() as session, session.begin():
-        yield session
+    async with database.write_sessions() as session:
+        try:
+            async with session.begin():
+                yield session
+        except BaseException:
+            for callback in session.info.pop(ROLLBACK_CALLBACKS, ()):
+                await callback()
+            raise
 
 
 async def get_write_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.auth.schemas import Caller
 from fastapi1.config import LIMITS
+from fastapi1.db.session import on_rollback
 from fastapi1.errors import BadRequest, NotFound, Unprocessable
 from fastapi1.keys import dao as keys_dao
+from fastapi1.limits.limiter import Limiter
 from fastapi1.metrics import NO_STATUS, NOTIFICATION_TRANSITIONS
 from fastapi1.notifications import dao
 from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord, NotificationStatus, StatusFilter
@@ -143,8 +145,30 @@ async def check_guest_list(
             raise BadRequest(f"{TEAM_KEY_REFUSED} (item {index})" if in_list else TEAM_KEY_REFUSED)
 
 
+async def reserve_sends(session: AsyncSession, limiter: Limiter, caller: Caller, count: int) -> None:
+    """Count the notifications against the caller's daily limit, given back if the request does not commit.
+
+    Args:
+        session: The write session whose commit they belong to.
+        limiter: The limits.
+        caller: Who sends them (a test key, or no key, counts nothing).
+        count: How many.
+
+    Raises:
+        DailyLimitExceeded: When they do not all fit in today's limit.
+    """
+    if caller.service_id is None or not caller.counts_against_limits:
+        return
+    reservation = await limiter.reserve_sends(caller.service_id, count)
+    on_rollback(session, reservation.release)
+
+
 async def create_notifications(
-    session: AsyncSession, items: Sequence[NotificationCreate], caller: Caller, in_list: bool = True
+    session: AsyncSession,
+    items: Sequence[NotificationCreate],
+    caller: Caller,
+    limiter: Limiter,
+    in_list: bool = True,
 ) -> list[NotificationRecord]:
     """Create notifications, all or none, in a constant number of statements.
 
@@ -152,6 +176,7 @@ async def create_notifications(
         session: The write session.
         items: The notifications to create, in order.
         caller: Who sends them (the service they will belong to).
+        limiter: Counts them against the service's daily limit.
         in_list: Whether the request body is a list (error locations then carry the index).
 
     Returns:
@@ -159,6 +184,8 @@ async def create_notifications(
     """
     templates = checked_templates(items, await load_templates(session, items, caller), in_list)
     await check_guest_list(session, items, caller, in_list)
+    # Last, once nothing but the insert can refuse the request.
+    await reserve_sends(session, limiter, caller, len(items))
     now = datetime.now(UTC)
     stamp = timestamp(now)
     rows = dao.NewNotifications(ids=new_ids(len(items)))

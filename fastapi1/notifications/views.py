@@ -5,10 +5,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 
-from fastapi1.auth.dependencies import ServiceCaller
+from fastapi1.auth.dependencies import LimiterDep, ServiceCaller
 from fastapi1.bodies import CONTENT_TOO_LARGE, JsonBodyRoute
 from fastapi1.db.session import ReadSession, WriteSession
-from fastapi1.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, Unauthenticated, responses
+from fastapi1.errors import (
+    BadRequest,
+    DailyLimitExceeded,
+    Forbidden,
+    NotFound,
+    RateLimitExceeded,
+    ServiceUnavailable,
+    Unauthenticated,
+    responses,
+)
 from fastapi1.notifications import controller
 from fastapi1.notifications.schemas import (
     MULTIPLE_EXAMPLE,
@@ -27,13 +36,15 @@ router = APIRouter(
     prefix="/notifications/v1",
     tags=["notifications"],
     route_class=JsonBodyRoute,
-    responses=responses(Unauthenticated, Forbidden),
+    responses=responses(Unauthenticated, Forbidden, RateLimitExceeded),
 )
 
 UNPROCESSABLE: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid payload, or a personalization that lacks some placeholder of its template"}
 }
-CREATE_ERRORS = responses(BadRequest, NotFound, ServiceUnavailable) | UNPROCESSABLE | CONTENT_TOO_LARGE
+CREATE_ERRORS = (
+    responses(BadRequest, NotFound, DailyLimitExceeded, ServiceUnavailable) | UNPROCESSABLE | CONTENT_TOO_LARGE
+)
 READ_ERRORS = responses(NotFound, ServiceUnavailable)
 TEMPLATED_EXAMPLE: dict[str, Any] = {
     "to": "example@gmail.com",
@@ -61,6 +72,7 @@ async def create_notification(
     ],
     session: WriteSession,
     caller: ServiceCaller,
+    limiter: LimiterDep,
 ) -> OrjsonResponse:
     """Create one notification. With a `template_id` the template must exist (404) and the
     personalization must supply all its placeholders (422).
@@ -70,11 +82,12 @@ async def create_notification(
         item: The notification to create.
         session: The write session.
         caller: The sending service.
+        limiter: Its daily limit.
 
     Returns:
         The stored notification.
     """
-    (created,) = await controller.create_notifications(session, [item], caller, in_list=False)
+    (created,) = await controller.create_notifications(session, [item], caller, limiter, in_list=False)
     return OrjsonResponse(created, status_code=201)
 
 
@@ -96,6 +109,7 @@ async def create_notifications(
     ],
     session: WriteSession,
     caller: ServiceCaller,
+    limiter: LimiterDep,
 ) -> OrjsonResponse:
     """Create all the notifications or none: one bad item rejects the list with a 422 naming its index.
     The response keeps the order of the request.
@@ -105,11 +119,12 @@ async def create_notifications(
         items: The notifications to create.
         session: The write session.
         caller: The sending service.
+        limiter: Its daily limit.
 
     Returns:
         The stored notifications, in request order.
     """
-    return OrjsonResponse(await controller.create_notifications(session, items, caller), status_code=201)
+    return OrjsonResponse(await controller.create_notifications(session, items, caller, limiter), status_code=201)
 
 
 @router.get("/{notification_id}", summary="Get a notification", response_model=Notification, responses=READ_ERRORS)

@@ -1,6 +1,5 @@
 """An application with AUTH_REQUIRED on, its admin token, and services with keys made through the API."""
 
-import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -10,7 +9,6 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fastapi1.app import create_app
@@ -87,22 +85,6 @@ async def auth_connection(auth_app: FastAPI) -> AsyncIterator[AsyncConnection]:
 async def auth_client(auth_app: FastAPI) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(transport=ASGITransport(app=auth_app), base_url="http://test") as http:
         yield http
-
-
-@contextlib.contextmanager
-def statements_run(app: FastAPI) -> Iterator[list[str]]:
-    """Every statement the application's primary engine runs meanwhile."""
-    seen: list[str] = []
-    engine = app.state.database.write_engine.sync_engine
-
-    def record(connection: object, cursor: object, statement: str, *args: object) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def new_service(client: AsyncClient, name: str | None = None) -> uuid.UUID:

@@ -15,7 +15,8 @@ from fastapi1.app import create_app
 from fastapi1.auth.encryption import SecretBox, UndecryptableSecret
 from fastapi1.config import Settings
 from fastapi1.models import ApiKey
-from tests.auth.conftest import SECRET_KEYS, Key, admin_headers, new_key, new_service, statements_run
+from tests.auth.conftest import SECRET_KEYS, Key, admin_headers, new_key, new_service
+from tests.statements import recorded_statements
 
 NOTIFICATION = {"to": "ada@example.com"}
 
@@ -138,7 +139,7 @@ class TestKeyCache:
         self, auth_app: FastAPI, auth_client: AsyncClient, key: Key
     ) -> None:
         created = await auth_client.post("/notifications/v1/", json=NOTIFICATION, headers=key.headers())
-        with statements_run(auth_app) as statements:
+        with recorded_statements(auth_app) as statements:
             response = await auth_client.get(f"/notifications/v1/{created.json()['id']}", headers=key.headers())
         assert response.status_code == 200
         assert len(statements) == 1, statements  # the notification's SELECT, no key lookup
@@ -147,7 +148,7 @@ class TestKeyCache:
         self, auth_app: FastAPI, auth_client: AsyncClient, key: Key
     ) -> None:
         auth_app.state.authenticator.cache.forget(key.service_id)
-        with statements_run(auth_app) as statements:
+        with recorded_statements(auth_app) as statements:
             responses = await asyncio.gather(
                 *(auth_client.get("/notifications/v1/?limit=1", headers=key.headers()) for _ in range(20))
             )

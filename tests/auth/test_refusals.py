@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fastapi1.auth.tokens import create_token
 from fastapi1.models import ApiKey, Notification, Service
-from tests.auth.conftest import ADMIN_SECRET, Key, admin_headers, bearer, new_key, new_service, statements_run
+from tests.auth.conftest import ADMIN_SECRET, Key, admin_headers, bearer, new_key, new_service
+from tests.statements import recorded_statements
 
 GENERAL = (
     "Invalid token: make sure your API token matches the example at "
@@ -302,7 +303,7 @@ class TestNothingIsWritten:
             signed(key.secret, {"iss": str(key.service_id), "iat": int(time.time()) - 60}),
             signed(key.secret * 2, {"iss": str(key.service_id), "iat": int(time.time())}),
         ]
-        with statements_run(auth_app) as statements:
+        with recorded_statements(auth_app) as statements:
             for token in tokens:
                 response = await auth_client.post("/notifications/v1/", json=NOTIFICATION, headers=bearer(token))
                 assert response.status_code in (401, 403)
