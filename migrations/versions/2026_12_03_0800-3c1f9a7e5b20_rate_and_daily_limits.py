@@ -28,7 +28,9 @@ def upgrade() -> None:
         sa.Column("used_at", sa.DateTime(timezone=True), server_default=sa.text("'-infinity'"), nullable=False),
         sa.PrimaryKeyConstraint("api_key_id", "slot", name=op.f("pk_rate_limit_slots")),
         prefixes=["UNLOGGED"],
-        postgresql_with={"fillfactor": 50},
+    )
+    op.create_index(
+        "ix_rate_limit_slots_api_key_id_used_at", "rate_limit_slots", ["api_key_id", "used_at"], unique=False
     )
     op.create_table(
         "service_daily_counts",
@@ -42,4 +44,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Revert this revision."""
     op.drop_table("service_daily_counts")
+    op.drop_index("ix_rate_limit_slots_api_key_id_used_at", table_name="rate_limit_slots")
     op.drop_table("rate_limit_slots")
