@@ -20,26 +20,24 @@ from typing import Any
 
 import httpx
 
-from fastapi1.auth.tokens import create_token
+from fastapi1.auth.tokens import create_token, split_combined_key
 from fastapi1.config import Settings, load_settings
 from fastapi1.types import KEY_TYPES
 
-# Notify's combined key ends with the service id and the secret: {name}-{service_id}-{secret}.
-UUID_CHARS = 36
 
-
-def service_token(combined_key: str) -> str:
+def service_token(combined: str) -> str:
     """A token of a service key, as Notify's client libraries make it from the combined key.
 
     Args:
-        combined_key: ``{name}-{service_id}-{secret}``.
+        combined: ``{name}-{service_id}-{secret}``.
 
     Raises:
         SystemExit: When the key is not in that form.
     """
-    if len(combined_key) < 2 * UUID_CHARS + 1:
-        raise SystemExit("fastapi1.admin: a key is {name}-{service_id}-{secret}")
-    secret, service_id = combined_key[-UUID_CHARS:], combined_key[-2 * UUID_CHARS - 1 : -UUID_CHARS - 1]
+    try:
+        service_id, secret = split_combined_key(combined)
+    except ValueError as error:
+        raise SystemExit(f"fastapi1.admin: {error}") from None
     return create_token(secret, service_id)
 
 

@@ -106,7 +106,8 @@ def empty_as_none(value: object) -> object:
 class Settings(BaseSettings):
     """Configuration of fastapi1; each field is read from the environment variable of its name."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+    # A configuration error never prints the values: some are secrets.
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", hide_input_in_errors=True)
 
     database_url: DatabaseUrl | None = Field(
         default=None, description="Primary database; unset starts the embedded PostgreSQL."
@@ -387,7 +388,8 @@ class DeliverySettings(BaseSettings):
     comes from Settings in both kinds of process.
     """
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+    # A configuration error never prints the values: some are secrets.
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", hide_input_in_errors=True)
 
     worker_processes: int = Field(
         default=1, ge=0, description="Worker processes run_app.sh starts beside the API (0: run them separately)."

@@ -118,7 +118,7 @@ class TestEnvironment:
         monkeypatch.setenv("ENVIRONMENT", "production")
         monkeypatch.setenv("DATABASE_URL", "postgres://a@h/db")
         monkeypatch.setenv("MIGRATE_ON_START", "false")
-        monkeypatch.setenv("ADMIN_CLIENT_SECRET", "an-admin-secret")
+        monkeypatch.setenv("ADMIN_CLIENT_SECRET", "an-admin-secret-" + "s" * 32)
         monkeypatch.setenv("SECRET_KEY", "k" * 32)
         settings = Settings()
         assert (settings.environment, settings.migrate_on_start) == ("production", False)

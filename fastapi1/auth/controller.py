@@ -5,12 +5,14 @@ service and its keys, each key's signature, then ``iat`` and revocation of the k
 Nothing here writes to the database, and a refusal says no more than Notify's message.
 """
 
+import asyncio
 import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.auth import tokens
@@ -21,6 +23,7 @@ from fastapi1.config import Settings
 from fastapi1.db.engine import Database
 from fastapi1.errors import Forbidden
 from fastapi1.keys import dao as keys_dao
+from fastapi1.logging import LogThrottle
 from fastapi1.types import KeyType
 
 logger = logging.getLogger("fastapi1")
@@ -31,6 +34,9 @@ NO_KEYS = "Invalid token: service has no API keys"
 KEY_NOT_FOUND = "Invalid token: API key not found"
 KEY_REVOKED = "Invalid token: API key revoked"
 NOT_ALLOWED = "Unauthorized: not allowed to perform this action"
+# Key lookups in flight per process at most.
+CONCURRENT_LOOKUPS = 4
+UNDECRYPTABLE_LOG_INTERVAL_S = 60.0
 # A key revoked less than this long ago is still tried, so its tokens are refused as revoked (Notify's 7 days).
 REVOKED_KEYS_TRIED = timedelta(days=7)
 # A token that no cached key signed looks the keys up again if they are older than this: a key
@@ -83,6 +89,16 @@ class Authenticator:
         self.admin_secret = None if secret is None else tokens.prepared_secret(secret.get_secret_value())
         self.box = SecretBox(settings.secret_key)
         self.cache = KeyCache(settings.auth_key_cache_s)
+        self.lookups = asyncio.Semaphore(CONCURRENT_LOOKUPS)
+        self.undecryptable = LogThrottle(UNDECRYPTABLE_LOG_INTERVAL_S)
+
+    def anonymous(self, authorization: str | None) -> bool:
+        """Whether a request is served without a token: it has none, and none is required.
+
+        Args:
+            authorization: The ``Authorization`` header, if any.
+        """
+        return authorization is None and not self.required
 
     async def service_caller(self, authorization: str | None) -> Caller:
         """The caller of a service route.
@@ -97,43 +113,50 @@ class Authenticator:
             Unauthenticated: Without a bearer token where one is needed.
             Forbidden: When the token is not a valid token of a service key.
         """
-        if authorization is None and not self.required:
+        if self.anonymous(authorization):
             return ANONYMOUS
         token = tokens.read_token(tokens.bearer_token(authorization))
-        service_id = service_id_of(token.issuer)
-        keys = await self.keys_of(service_id)
+        service_id = service_id_of(token.issuer())
+        keys = await self.cache.get(service_id, lambda: self.lookup(service_id))
         key = signing_key(token, keys.keys)
         if key is None and time.monotonic() - keys.fetched_at > RECHECK_AFTER_S:
-            keys = await self.keys_of(service_id, max_age_s=RECHECK_AFTER_S)
+            keys = await self.cache.get(service_id, lambda: self.lookup(service_id), RECHECK_AFTER_S)
             key = signing_key(token, keys.keys)
         if key is None:
-            raise Forbidden(KEY_NOT_FOUND)
+            raise Forbidden(KEY_NOT_FOUND if keys.keys else NO_KEYS if keys.exists else SERVICE_NOT_FOUND)
         tokens.check_issued_at(token.claims)
         if key.revoked:
             raise Forbidden(KEY_REVOKED)
         return Caller(service_id, key.id, key.key_type)
 
-    async def keys_of(self, service_id: uuid.UUID, max_age_s: float | None = None) -> ServiceKeys:
-        """A service's keys, from the cache or the database.
+    async def lookup(self, service_id: uuid.UUID) -> ServiceKeys:
+        """Look a service's keys up on the primary, a few lookups at a time per process.
+
+        The key cache needs a session of its own (one lookup serves every request waiting for
+        it), and the bound keeps a stream of tokens naming unknown services from holding the
+        pool's connections.
 
         Args:
-            service_id: The token's service.
-            max_age_s: The oldest cached entry accepted; the TTL when omitted.
-
-        Raises:
-            Forbidden: When there is no such service, or it has no keys.
+            service_id: The service.
         """
+        async with self.lookups, self.database.write_sessions() as session:
+            return await self.load_keys(session, service_id)
 
-        async def load() -> ServiceKeys:
-            async with self.database.write_sessions() as session:
-                return await self.load_keys(session, service_id)
+    def encrypt(self, secret: str) -> str:
+        """Encrypt a new key's secret with the first SECRET_KEY.
 
-        keys = await self.cache.get(service_id, load, max_age_s)
-        if not keys.exists:
-            raise Forbidden(SERVICE_NOT_FOUND)
-        if not keys.keys:
-            raise Forbidden(NO_KEYS)
-        return keys
+        Args:
+            secret: The clear secret.
+        """
+        return self.box.encrypt(secret)
+
+    def forget(self, service_id: uuid.UUID) -> None:
+        """Look a service's keys up again on its next request (they changed in this process).
+
+        Args:
+            service_id: The service.
+        """
+        self.cache.forget(service_id)
 
     async def load_keys(self, session: AsyncSession, service_id: uuid.UUID) -> ServiceKeys:
         """Look a service's keys up and decrypt their secrets.
@@ -146,19 +169,34 @@ class Authenticator:
         rows = await keys_dao.service_keys(session, service_id, datetime.now(UTC) - REVOKED_KEYS_TRIED)
         if rows is None:
             return ServiceKeys(exists=False, keys=(), fetched_at=fetched_at)
-        keys: list[StoredKey] = []
-        for row in rows:
-            if row.id is None:
-                continue
-            try:
-                secret = self.box.decrypt(cast(str, row.secret))
-            except UndecryptableSecret:
-                # A SECRET_KEY entry was dropped before this key was re-encrypted: the key cannot be used.
-                logger.error("API key %s of service %s: its secret decrypts with no SECRET_KEY", row.id, service_id)
-                continue
-            key_type = cast(KeyType, row.key_type)
-            keys.append(StoredKey(row.id, key_type, tokens.prepared_secret(secret), row.revoked_at is not None))
+        stored = (self.stored_key(service_id, row) for row in rows if row.id is not None)
+        keys = [key for key in stored if key is not None]
         return ServiceKeys(exists=True, keys=tuple(keys), fetched_at=fetched_at)
+
+    def stored_key(
+        self, service_id: uuid.UUID, row: Row[uuid.UUID, uuid.UUID, str, str, datetime | None]
+    ) -> StoredKey | None:
+        """A key of a lookup, its secret decrypted; None when no SECRET_KEY decrypts it.
+
+        Args:
+            service_id: Its service.
+            row: The key's row of :func:`keys_dao.service_keys`.
+        """
+        try:
+            secret = self.box.decrypt(row.secret)
+        except UndecryptableSecret:
+            # A SECRET_KEY entry was dropped before this key was re-encrypted: the key cannot be used.
+            if (held_back := self.undecryptable.admit()) is not None:
+                logger.error(
+                    "API key %s of service %s: its secret decrypts with no SECRET_KEY (%d more since)",
+                    row.id,
+                    service_id,
+                    held_back,
+                )
+            return None
+        return StoredKey(
+            row.id, cast(KeyType, row.key_type), tokens.prepared_secret(secret), row.revoked_at is not None
+        )
 
     def check_admin(self, authorization: str | None) -> None:
         """Let an admin route's request through, or refuse it.
@@ -170,10 +208,10 @@ class Authenticator:
             Unauthenticated: Without a bearer token where one is needed.
             Forbidden: When the token is not a valid admin token.
         """
-        if authorization is None and not self.required:
+        if self.anonymous(authorization):
             return
         token = tokens.read_token(tokens.bearer_token(authorization))
-        if token.issuer != self.admin_id:
+        if token.issuer() != self.admin_id:
             raise Forbidden(NOT_ALLOWED)
         if self.admin_secret is None or not token.signed_with(self.admin_secret):
             raise Forbidden(KEY_NOT_FOUND)

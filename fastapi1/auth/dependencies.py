@@ -1,5 +1,6 @@
 """Authentication as FastAPI dependencies, one per kind of caller, declared as bearer schemes in OpenAPI."""
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
@@ -94,26 +95,21 @@ async def authenticate_admin(request: Request, authorization: Annotated[str | No
     get_authenticator(request).check_admin(authorization)
 
 
-async def service_before_body(request: Request) -> None:
-    """:func:`authenticate_service`, before the body.
+def before_body(dependency: Callable[[Request, str | None], Awaitable[object]]) -> Callable[[Request], Awaitable[None]]:
+    """An authentication dependency as the check JsonBodyRoute makes before reading the body.
 
     Args:
-        request: The request.
+        dependency: :func:`authenticate_service` or :func:`authenticate_admin`.
     """
-    await authenticate_service(request, request.headers.get("authorization"))
+
+    async def check(request: Request) -> None:
+        await dependency(request, request.headers.get("authorization"))
+
+    return check
 
 
-async def admin_before_body(request: Request) -> None:
-    """:func:`authenticate_admin`, before the body.
-
-    Args:
-        request: The request.
-    """
-    await authenticate_admin(request, request.headers.get("authorization"))
-
-
-BEFORE_BODY[authenticate_service] = service_before_body
-BEFORE_BODY[authenticate_admin] = admin_before_body
+BEFORE_BODY[authenticate_service] = before_body(authenticate_service)
+BEFORE_BODY[authenticate_admin] = before_body(authenticate_admin)
 ServiceCaller = Annotated[Caller, Depends(authenticate_service)]
 LimiterDep = Annotated[Limiter, Depends(get_limiter)]
 ADMIN_ONLY = Depends(authenticate_admin)

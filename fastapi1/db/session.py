@@ -2,6 +2,7 @@
 
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, cast
 
@@ -24,6 +25,18 @@ def get_database(request: Request) -> Database:
 
 
 ROLLBACK_CALLBACKS = "fastapi1.on_rollback"
+COMMIT_CALLBACKS = "fastapi1.on_commit"
+logger = logging.getLogger("fastapi1")
+
+
+def on_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Have ``callback`` run once the session's transaction has committed (not if it rolls back).
+
+    Args:
+        session: A session of :func:`write_transaction`.
+        callback: What the commit makes true elsewhere (a cache to forget).
+    """
+    session.info.setdefault(COMMIT_CALLBACKS, []).append(callback)
 
 
 def on_rollback(session: AsyncSession, callback: Callable[[], Awaitable[None]]) -> None:
@@ -58,9 +71,23 @@ async def write_transaction(database: Database) -> AsyncIterator[AsyncSession]:
             async with session.begin():
                 yield session
         except BaseException:
-            for callback in session.info.pop(ROLLBACK_CALLBACKS, ()):
-                await callback()
+            await undo(session.info.pop(ROLLBACK_CALLBACKS, ()))
             raise
+        for committed in session.info.pop(COMMIT_CALLBACKS, ()):
+            committed()
+
+
+async def undo(callbacks: list[Callable[[], Awaitable[None]]]) -> None:
+    """Run the rollback callbacks; one that fails is logged and the others still run.
+
+    Args:
+        callbacks: What :func:`on_rollback` registered.
+    """
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:
+            logger.exception("Undoing what a failed request did outside its transaction failed")
 
 
 async def get_write_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.auth.controller import Authenticator
+from fastapi1.auth.tokens import combined_key
+from fastapi1.db.session import on_commit
 from fastapi1.errors import Conflict, NotFound
 from fastapi1.keys import dao
 from fastapi1.models.keys import ApiKey, GuestListRecipient
@@ -21,6 +23,20 @@ class CreatedKey:
 
     key: ApiKey
     combined: str
+
+
+def forget_after_commit(session: AsyncSession, authenticator: Authenticator, service_id: uuid.UUID) -> None:
+    """Have this process look the service's keys up again once the change is committed, and not before.
+
+    Forgotten now as well: a lookup in flight now, or made before the commit, would cache the old keys.
+
+    Args:
+        session: The write session of the change.
+        authenticator: Holds the cache.
+        service_id: The service whose keys changed.
+    """
+    authenticator.forget(service_id)
+    on_commit(session, lambda: authenticator.forget(service_id))
 
 
 async def create_key(
@@ -40,13 +56,11 @@ async def create_key(
     """
     await services_controller.get_service(session, service_id)
     secret = str(uuid.uuid4())
-    key = await dao.insert_key(
-        session, service_id, name, key_type, authenticator.box.encrypt(secret), datetime.now(UTC)
-    )
+    key = await dao.insert_key(session, service_id, name, key_type, authenticator.encrypt(secret), datetime.now(UTC))
     if key is None:
         raise Conflict(f"API key name {name!r} already exists in service {service_id}")
-    authenticator.cache.forget(service_id)
-    return CreatedKey(key, f"{name}-{service_id}-{secret}")
+    forget_after_commit(session, authenticator, service_id)
+    return CreatedKey(key, combined_key(name, service_id, secret))
 
 
 async def list_keys(session: AsyncSession, service_id: uuid.UUID) -> Sequence[ApiKey]:
@@ -63,7 +77,7 @@ async def list_keys(session: AsyncSession, service_id: uuid.UUID) -> Sequence[Ap
 async def revoke_key(
     session: AsyncSession, authenticator: Authenticator, service_id: uuid.UUID, key_id: uuid.UUID
 ) -> None:
-    """Revoke a key: this process refuses its tokens at once, every other within AUTH_KEY_CACHE_S.
+    """Revoke a key: this process refuses its tokens once it is committed, every other within AUTH_KEY_CACHE_S.
 
     Args:
         session: The write session.
@@ -76,7 +90,7 @@ async def revoke_key(
     """
     if not await dao.revoke_key(session, service_id, key_id, datetime.now(UTC)):
         raise NotFound(f"API key {key_id} not found")
-    authenticator.cache.forget(service_id)
+    forget_after_commit(session, authenticator, service_id)
 
 
 async def add_guest(session: AsyncSession, service_id: uuid.UUID, recipient: str) -> GuestListRecipient:

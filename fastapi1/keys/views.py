@@ -30,7 +30,11 @@ AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
     responses=responses(NotFound, Conflict) | CONTENT_TOO_LARGE,
 )
 async def create_api_key(
-    service_id: uuid.UUID, new: ApiKeyCreate, session: WriteSession, authenticator: AuthenticatorDep
+    service_id: uuid.UUID,
+    new: ApiKeyCreate,
+    session: WriteSession,
+    authenticator: AuthenticatorDep,
+    response: Response,
 ) -> ApiKeyCreated:
     """Create a key: `key` is the combined form (`{name}-{service_id}-{secret}`) that Notify's client
     libraries take, returned this once and never again. A live key's name is unique in its service (409).
@@ -41,9 +45,12 @@ async def create_api_key(
         new: The key's name and type.
         session: The write session.
         authenticator: Encrypts the secret.
+        response: Carries ``Cache-Control: no-store``.
     """
     created = await controller.create_key(session, authenticator, service_id, new.name, new.key_type)
     key = created.key
+    # The only answer that carries a secret: no cache or proxy on the way may keep it.
+    response.headers["Cache-Control"] = "no-store"
     return ApiKeyCreated(
         id=key.id, name=key.name, key_type=new.key_type, key=created.combined, created_at=key.created_at
     )

@@ -20,6 +20,7 @@ from fastapi1.errors import (
     GatewayTimeout,
     NotFound,
     Overloaded,
+    RateLimitExceeded,
     ServiceUnavailable,
     StillProcessing,
     Unauthenticated,
@@ -55,7 +56,7 @@ class PredictionRoute(JsonBodyRoute):
 router = APIRouter(
     tags=["predictions"],
     dependencies=[Depends(authenticate_service)],
-    responses=responses(Unauthenticated, Forbidden),
+    responses=responses(Unauthenticated, Forbidden, RateLimitExceeded),
     route_class=PredictionRoute,
 )
 

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from fastapi1.app import create_app
 from fastapi1.auth.encryption import SecretBox, UndecryptableSecret
+from fastapi1.auth.tokens import create_token
 from fastapi1.config import Settings
 from fastapi1.models import ApiKey
-from tests.auth.conftest import SECRET_KEYS, Key, admin_headers, new_key, new_service
+from tests.auth.conftest import SECRET_KEYS, Key, admin_headers, bearer, new_key, new_service
 from tests.statements import recorded_statements
 
 NOTIFICATION = {"to": "ada@example.com"}
@@ -135,6 +136,50 @@ class TestRevokeKey:
 
 
 class TestKeyCache:
+    async def test_a_revocation_is_refused_at_once_in_its_process_despite_a_concurrent_lookup(
+        self, auth_app: FastAPI, auth_client: AsyncClient, key: Key, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A lookup that read the keys before the revocation committed must not be cached after it."""
+        authenticator = auth_app.state.authenticator
+        lookup = authenticator.lookup
+        release = asyncio.Event()
+
+        async def slow_lookup(service_id: uuid.UUID) -> object:
+            found = await lookup(service_id)
+            await release.wait()
+            return found
+
+        authenticator.forget(key.service_id)
+        monkeypatch.setattr(authenticator, "lookup", slow_lookup)
+        stale = asyncio.create_task(auth_client.post("/notifications/v1/", json=NOTIFICATION, headers=key.headers()))
+        await asyncio.sleep(0.2)  # the lookup has read the key, live
+        monkeypatch.setattr(authenticator, "lookup", lookup)
+        revoked = await auth_client.delete(f"/services/v1/{key.service_id}/api-keys/{key.id}", headers=admin_headers())
+        assert revoked.status_code == 204
+        release.set()
+        assert (await stale).status_code == 201  # it was checked before the revocation
+        assert await send(auth_client, key) == 403
+
+    async def test_tokens_naming_unknown_services_do_not_evict_known_ones(
+        self, auth_app: FastAPI, auth_client: AsyncClient, key: Key
+    ) -> None:
+        assert await send(auth_client, key) == 201
+        cache = auth_app.state.authenticator.cache
+        for _ in range(cache.max_unknown + 50):
+            response = await auth_client.post(
+                "/notifications/v1/", json=NOTIFICATION, headers=bearer(create_token(key.secret, str(uuid.uuid4())))
+            )
+            assert response.json() == {"detail": "Invalid token: service not found"}
+        assert len(cache.unknown) == cache.max_unknown
+        assert key.service_id in cache.entries
+
+    async def test_the_key_is_never_cached_on_the_way(self, auth_client: AsyncClient) -> None:
+        service_id = await new_service(auth_client)
+        response = await auth_client.post(
+            f"/services/v1/{service_id}/api-keys", json={"name": "k", "key_type": "test"}, headers=admin_headers()
+        )
+        assert response.headers["cache-control"] == "no-store"
+
     async def test_a_cached_key_costs_no_database_round_trip(
         self, auth_app: FastAPI, auth_client: AsyncClient, key: Key
     ) -> None:

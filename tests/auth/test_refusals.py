@@ -91,6 +91,19 @@ class TestMissingOrMalformedHeader:
         claims = {"iss": str(key.service_id), "iat": int(time.time()), "padding": "x" * 10_000}
         assert await refused(auth_client, auth_connection, bearer(signed(key.secret, claims))) == (403, GENERAL)
 
+    async def test_a_token_is_accepted_in_its_canonical_spelling_only(
+        self, auth_client: AsyncClient, auth_connection: AsyncConnection, key: Key
+    ) -> None:
+        token = key.headers()["Authorization"].removeprefix("Bearer ")
+        last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(token[-1])
+        # The signature's last character carries 4 unused bits: neighbours decode to the same bytes.
+        sibling = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last ^ 1]
+        for variant in (token[:-1] + sibling, token + "=", f"{token[:10]}~~~{token[10:]}", f" {token}x"):
+            assert (await refused(auth_client, auth_connection, bearer(variant)))[0] == 403
+        assert (
+            await auth_client.post("/notifications/v1/", json=NOTIFICATION, headers=bearer(token))
+        ).status_code == 201
+
     async def test_the_scheme_is_case_insensitive_as_notifys(self, auth_client: AsyncClient, key: Key) -> None:
         token = key.headers()["Authorization"].removeprefix("Bearer ")
         response = await auth_client.post(
