@@ -136,15 +136,17 @@ def swagger_block_ids(openapi: dict[str, Any]) -> set[tuple[str, str]]:
     """(method, element id) of the block Swagger UI renders for each operation.
 
     Args:
-        openapi: The OpenAPI document; untagged operations go to Swagger UI's "default" tag.
+        openapi: The OpenAPI document; untagged operations go to Swagger UI's "default" tag,
+            and whitespace in a tag becomes "_" in the id (Swagger UI's escapeDeepLinkPath).
 
     Returns:
         One pair per operation.
     """
-    return {
-        (method, f"operations-{operation.get('tags', ['default'])[0]}-{operation['operationId']}")
-        for method, operation in all_operations(openapi)
-    }
+    blocks = set()
+    for method, operation in all_operations(openapi):
+        tag = re.sub(r"\s", "_", operation.get("tags", ["default"])[0])
+        blocks.add((method, f"operations-{tag}-{operation['operationId']}"))
+    return blocks
 
 
 class TestDocsInBrowser:
