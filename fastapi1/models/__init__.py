@@ -2,7 +2,7 @@
 
 from fastapi1.models.additions import AddBatch, AddPair, AddSum
 from fastapi1.models.keys import ApiKey, GuestListRecipient
-from fastapi1.models.limits import RateLimitSlot, ServiceDailyCount
+from fastapi1.models.limits import RateLimitWindow, ServiceDailyCount
 from fastapi1.models.notifications import Notification, NotificationPersonalization
 from fastapi1.models.predictions import Prediction, PredictionAgent
 from fastapi1.models.services import Service, Template
@@ -17,7 +17,7 @@ __all__ = [
     "NotificationPersonalization",
     "Prediction",
     "PredictionAgent",
-    "RateLimitSlot",
+    "RateLimitWindow",
     "Service",
     "ServiceDailyCount",
     "Template",

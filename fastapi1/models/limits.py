@@ -9,28 +9,31 @@ Rows of deleted keys and services, and old days, are pruned (fastapi1.limits.pos
 """
 
 import uuid
-from datetime import date, datetime
+from datetime import date
 
-from sqlalchemy import Date, DateTime, Integer, text
+from sqlalchemy import BigInteger, Date, Integer
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fastapi1.db.base import Base
 
 
-class RateLimitSlot(Base):
-    """One of an API key's slots (at most RATE_LIMIT_PER_MINUTE); free once ``used_at`` left the window.
+class RateLimitWindow(Base):
+    """An API key's sliding window: a ring of request counts, one per step (a sixtieth of the window).
 
-    UNLOGGED: a PostgreSQL crash empties the table (no WAL, and no WAL to write per request),
-    which frees every slot, that is forgets at most the last minute's requests. ``used_at`` is in
-    no index and half of each page is kept free, so that taking a slot is a HOT update.
+    One row per key whatever its limit, taken under its row lock by the ``rate_limit_take``
+    function (migration e4c81b2f9d07). UNLOGGED: a PostgreSQL crash empties the table (no WAL,
+    and no WAL to write per request), which forgets at most the last minute's requests. Neither
+    array is in an index and half of each page is kept free, so that a take is a HOT update.
     """
 
-    __tablename__ = "rate_limit_slots"
+    __tablename__ = "rate_limit_windows"
     __table_args__ = ({"prefixes": ["UNLOGGED"], "postgresql_with": {"fillfactor": 50}},)
 
     api_key_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
-    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("'-infinity'"))
+    # The step each position counts (epoch seconds / step width), and its requests.
+    steps: Mapped[list[int]] = mapped_column(ARRAY(BigInteger))
+    counts: Mapped[list[int]] = mapped_column(ARRAY(Integer))
 
 
 class ServiceDailyCount(Base):

@@ -9,7 +9,7 @@ import pytest
 
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database
-from fastapi1.limits.postgres_store import FIRST_SLOTS
+from fastapi1.limits.postgres_store import RING
 from tests.conftest import asyncpg_dsn
 from tests.limits.conftest import LimiterFactory
 from tests.limits.test_rate_limit import admitted
@@ -34,38 +34,36 @@ async def sql(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 class TestTables:
-    async def test_the_slots_are_unlogged_and_the_daily_counts_are_logged(self, sql: asyncpg.Connection) -> None:
+    async def test_the_windows_are_unlogged_and_the_daily_counts_are_logged(self, sql: asyncpg.Connection) -> None:
         rows = await sql.fetch(
             "SELECT relname, relpersistence::text FROM pg_class"
-            " WHERE relname IN ('rate_limit_slots', 'service_daily_counts')"
+            " WHERE relname IN ('rate_limit_windows', 'service_daily_counts')"
         )
         assert {row["relname"]: row["relpersistence"] for row in rows} == {
-            "rate_limit_slots": "u",
+            "rate_limit_windows": "u",
             "service_daily_counts": "p",
         }
 
-    async def test_the_slots_keep_half_of_each_page_free_for_hot_updates(self, sql: asyncpg.Connection) -> None:
-        options = await sql.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'rate_limit_slots'")
+    async def test_the_windows_keep_half_of_each_page_free_for_hot_updates(self, sql: asyncpg.Connection) -> None:
+        options = await sql.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'rate_limit_windows'")
         assert options == ["fillfactor=50"]
-        indexes = await sql.fetch("SELECT indexdef FROM pg_indexes WHERE tablename = 'rate_limit_slots'")
-        assert [row["indexdef"].split(" USING ")[1] for row in indexes] == ["btree (api_key_id, slot)"]
+        indexes = await sql.fetch("SELECT indexdef FROM pg_indexes WHERE tablename = 'rate_limit_windows'")
+        assert [row["indexdef"].split(" USING ")[1] for row in indexes] == ["btree (api_key_id)"]
 
 
 class TestChangedLimit:
-    async def test_a_lowered_limit_ignores_the_slots_above_it_and_pruning_deletes_them(
-        self, make_limiter: LimiterFactory, sql: asyncpg.Connection
+    async def test_a_lowered_limit_refuses_until_the_window_holds_less_than_it(
+        self, make_limiter: LimiterFactory
     ) -> None:
         key = uuid.uuid4()
-        async with make_limiter(rate_limit=5, window_s=0.5) as limiter:
+        async with make_limiter(rate_limit=5, window_s=0.6) as limiter:
             assert sum(await admitted(limiter, key, 5)) == 5
-        await asyncio.sleep(0.6)
-        async with make_limiter(rate_limit=3, window_s=0.5) as limiter:
+        async with make_limiter(rate_limit=3, window_s=0.6) as limiter:
+            assert await admitted(limiter, key, 1) == [False]
+            await asyncio.sleep(0.7)
             assert await admitted(limiter, key, 4) == [True, True, True, False]
-            await limiter.store.prune()
-        slots = await sql.fetchval("SELECT count(*) FROM rate_limit_slots WHERE api_key_id = $1", key)
-        assert slots == 3
 
-    async def test_a_raised_limit_gives_the_key_its_new_slots(self, make_limiter: LimiterFactory) -> None:
+    async def test_a_raised_limit_admits_more_at_once(self, make_limiter: LimiterFactory) -> None:
         key = uuid.uuid4()
         async with make_limiter(rate_limit=3) as limiter:
             assert await admitted(limiter, key, 4) == [True, True, True, False]
@@ -73,35 +71,21 @@ class TestChangedLimit:
             assert await admitted(limiter, key, 3) == [True, True, False]
 
 
-class TestSlotsOnDemand:
-    async def test_a_key_gets_slots_as_its_requests_need_them_up_to_its_limit(
-        self, make_limiter: LimiterFactory, sql: asyncpg.Connection
-    ) -> None:
-        quiet, busy = uuid.uuid4(), uuid.uuid4()
-        async with make_limiter(rate_limit=1_000) as limiter:
-            assert sum(await admitted(limiter, quiet, 10)) == 10
-            outcomes = [await admitted(limiter, busy, 103) for _ in range(10)]
-        assert sum(map(sum, outcomes)) == 1_000
-        assert outcomes[-1][-30:] == [False] * 30
-        counts = await sql.fetch(
-            "SELECT api_key_id, count(*) FROM rate_limit_slots WHERE api_key_id = ANY($1) GROUP BY api_key_id",
-            [quiet, busy],
-        )
-        assert {row["api_key_id"]: row["count"] for row in counts} == {quiet: FIRST_SLOTS, busy: 1_000}
-
+class TestOneRowPerKey:
     @pytest.mark.parametrize("batched", [True, False])
-    async def test_concurrent_requests_far_below_a_high_limit_make_at_most_twice_the_slots_they_use(
+    async def test_a_key_has_one_row_of_counts_whatever_its_limit_and_requests(
         self, make_limiter: LimiterFactory, sql: asyncpg.Connection, batched: bool
     ) -> None:
         key = uuid.uuid4()
         async with make_limiter(rate_limit=10_000_000, batched=batched) as limiter, asyncio.TaskGroup() as callers:
-            # Requests arriving a few at a time, as over HTTP: batches contend for the same free slots.
+            # Requests arriving a few at a time, as over HTTP: batches of one key from several flushers.
             for _ in range(40):
                 for _ in range(10):
                     callers.create_task(limiter.check_request(key, "normal"))
                 await asyncio.sleep(0.002)
-        slots = await sql.fetchval("SELECT count(*) FROM rate_limit_slots WHERE api_key_id = $1", key)
-        assert slots <= 2 * 400
+        rows = await sql.fetch("SELECT steps, counts FROM rate_limit_windows WHERE api_key_id = $1", key)
+        assert len(rows) == 1
+        assert (len(rows[0]["steps"]), sum(rows[0]["counts"])) == (RING, 400)
 
 
 class TestPruning:
@@ -114,11 +98,11 @@ class TestPruning:
         key, service_id = uuid.uuid4(), uuid.uuid4()
 
         async def rows() -> tuple[int, int]:
-            slots = await connection.fetchval("SELECT count(*) FROM rate_limit_slots WHERE api_key_id = $1", key)
+            windows = await connection.fetchval("SELECT count(*) FROM rate_limit_windows WHERE api_key_id = $1", key)
             days = await connection.fetchval(
                 "SELECT count(*) FROM service_daily_counts WHERE service_id = $1", service_id
             )
-            return slots, days
+            return windows, days
 
         try:
             async with make_limiter(rate_limit=3, database=database) as limiter:
@@ -126,7 +110,7 @@ class TestPruning:
                 await limiter.reserve_sends(service_id, 1)
             async with make_limiter(rate_limit=3, database=database, clock_offset_s=DAY_S / 2) as later:
                 await later.store.prune()
-            assert await rows() == (3, 1)
+            assert await rows() == (1, 1)
             async with make_limiter(rate_limit=3, database=database, clock_offset_s=4 * DAY_S) as much_later:
                 await much_later.store.prune()
             assert await rows() == (0, 0)

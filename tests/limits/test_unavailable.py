@@ -144,10 +144,11 @@ class TestRefusedKeys:
                     with pytest.raises(RateLimitExceeded):
                         await limiter.check_request(key, "normal")
                     await proxy.stop()
-                    # No store needed to know: nothing can free the key's slot before it is 2 s old.
+                    # No store needed to know: nothing can free the key's request before it is 2 s old.
                     with pytest.raises(RateLimitExceeded) as refused:
                         await limiter.check_request(key, "normal")
-                    assert refused.value.headers["Retry-After"] == "2"
+                    # Up to a step (2 s / 60) more: the request counts for its step's whole window.
+                    assert refused.value.headers["Retry-After"] in {"2", "3"}
                     await asyncio.sleep(2.1)
                     with pytest.raises(LimitsUnavailable):  # then the store is asked again
                         await limiter.check_request(key, "normal")
