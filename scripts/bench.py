@@ -15,7 +15,8 @@ window.
 
 ``BENCH_ONLY=auth`` compares a service with AUTH_REQUIRED off and one with it on (a real key's
 token on every request, counted against its rate limit) on one database, in alternating rounds
-(``BENCH_AUTH_ROUNDS``, 4) of single POST, GET by id and /multiple of 100 at 32 connections,
+(``BENCH_AUTH_ROUNDS``, 4) of single POST, GET by id and /multiple of 100 at 32 connections
+(``BENCH_AUTH_SCENARIOS`` picks some: ``multiple_100``, ``single,get_by_id``),
 and prints each scenario's median req/s and the on/off ratio.
 """
 
@@ -844,7 +845,7 @@ def measure_ceilings(report: Report, url: str, seconds: float) -> None:
 # on one database, one with AUTH_REQUIRED off (requests without a token), one with it on (every
 # request a token of a real key, checked, counted against the key's rate limit), driven in
 # alternating rounds so that the machine's drift falls on both alike.
-AUTH_SCENARIOS = ("single", "get_by_id", "multiple_100")
+AUTH_SCENARIOS = tuple(os.environ.get("BENCH_AUTH_SCENARIOS", "single,get_by_id,multiple_100").split(","))
 AUTH_CONNECTIONS = 32
 BENCH_ADMIN_SECRET = secrets.token_urlsafe(32)
 AUTH_ON_ENV = {
