@@ -7,7 +7,7 @@ A throwaway database is created on DATABASE_URL's server, migrated and dropped a
 Redis keys go under a prefix of the run's own, deleted afterwards. One process, one event
 loop: ``concurrency`` tasks (1, 8, 100) make calls one after another, rounds of every configuration
 alternating so that each sees the same machine. Each round uses fresh keys and services,
-given their slots (one untimed call each) before the clock starts, and stays far below the
+given their rows (one untimed call each) before the clock starts, and stays far below the
 limits: what is measured is the admitted path. Printed per configuration, medians over the
 rounds: wall time per call (at concurrency 1 a call's latency; at 100 the inverse of the
 throughput), this process's CPU per call, and the latency p50 / p99 of single calls.
