@@ -55,7 +55,8 @@ class TestRateLimit:
         assert refused.json() == {
             "detail": f"Exceeded rate limit for key type {key_type.upper()} of {RATE_LIMIT} requests per 60 seconds"
         }
-        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        # Up to 61: PostgreSQL counts a request for its whole second's window (README, Limits).
+        assert 1 <= int(refused.headers["retry-after"]) <= 61
 
     async def test_a_refused_request_stores_nothing_and_other_keys_go_on(
         self, limited: AsyncClient, auth_connection: AsyncConnection
