@@ -135,10 +135,9 @@ class Limiter:
     def remember_full(self, key_id: uuid.UUID, wait: float) -> None:
         """Refuse the key here, without asking the store, until its oldest counted request leaves the window.
 
-        Exact: an admitted request's slot frees only with time, so no request of the key can be
-        admitted before then, by any process. It spares the store an abusive key's requests
-        (the PostgreSQL store reads all of a key's slots to find when the next one frees).
-        A wait of 0 (a free slot that a concurrent call held) is not remembered.
+        Exact: an admitted request leaves the window only with time, so no request of the key
+        can be admitted before then, by any process. It spares the store an abusive key's
+        requests. A wait of 0 is not remembered.
 
         Args:
             key_id: The refused API key.
@@ -174,13 +173,13 @@ class Limiter:
         return outcome
 
     async def flush_requests(self, keys: list[uuid.UUID]) -> list[RateOutcome]:
-        """Take the slots of a batch of requests; each key's are handed out in arrival order.
+        """Count a batch of requests in their keys' windows; each key's admissions go in arrival order.
 
         Args:
             keys: The API key of each request.
 
         Returns:
-            None for an admitted request, else seconds until a slot frees.
+            None for an admitted request, else seconds until its key's window has room.
         """
         taken = await self.store.take(Counter(keys))
         handed: Counter[uuid.UUID] = Counter()
@@ -237,6 +236,8 @@ class Limiter:
                 await self.store.prune()
             except LimitsUnavailable:
                 logger.warning("Pruning the limits' state failed; next attempt later", exc_info=True)
+            except Exception:  # bookkeeping: an unexpected failure must not end the limiter's tasks
+                logger.exception("Pruning the limits' state failed unexpectedly; next attempt later")
 
 
 @contextlib.asynccontextmanager

@@ -79,10 +79,16 @@ DELETE FROM service_daily_counts
 WHERE day < CAST((now() + make_interval(secs => $2)) AT TIME ZONE 'UTC' AS date) - $1::int
 """
 
-# Windows whose last step is older than $2 s. $1 step width (s), $2 idle (s), $3 clock offset (s).
+# Windows whose last step began more than $2 s ago; a window a take holds is skipped (a DELETE
+# that waited for its lock would hold other rows a take waits for: a deadlock). In steps, so
+# that the width stays a float. $1 step width (s), $2 idle (s), $3 clock offset (s).
 PRUNE_WINDOWS = """
-DELETE FROM rate_limit_windows
-WHERE (SELECT max(step) FROM unnest(steps) AS step) * $1 < EXTRACT(EPOCH FROM now()) + $3 - $2
+DELETE FROM rate_limit_windows WHERE api_key_id IN (
+    SELECT api_key_id FROM rate_limit_windows
+    WHERE (SELECT max(step) FROM unnest(steps) AS step)
+        < floor((EXTRACT(EPOCH FROM now()) + $3 - $2) / $1::float8)
+    FOR UPDATE SKIP LOCKED
+)
 """
 
 
@@ -225,7 +231,7 @@ class PostgresStore:
             excess -= count
             if excess < 0:
                 return (step + RING) * self.step_s - now_epoch
-        return 0.0  # room already: a concurrent take freed or used it meanwhile; the limiter takes again
+        return 0.0  # unreachable: a key short of what it wanted holds at least the limit
 
     async def reserve(self, asked: Mapping[uuid.UUID, Sequence[int]]) -> dict[uuid.UUID, Reserved]:
         """Add each service's batch at once; a batch that does not fit is decided one count at a time.

@@ -32,7 +32,7 @@ DAY_TTL_S = 2 * 86_400
 
 # KEYS[1]: the key's window; ARGV: limit, window (µs), wanted, member prefix, clock offset (µs).
 # The window holds one member per counted request, scored with its time; members leave it
-# once a window old. Returns the slots granted and, when short, µs until the oldest leaves.
+# once a window old. Returns the requests granted and, when short, µs until the oldest leaves.
 TAKE = """
 local key = KEYS[1]
 local limit, window, wanted = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])

@@ -23,7 +23,7 @@ class StoreConfig:
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """Slots of one API key's window taken for a batch, and when the next one frees if some were refused."""
+    """Requests of one API key admitted for a batch, and when its window has room if some were refused."""
 
     granted: int
     retry_after_s: float
@@ -42,7 +42,7 @@ class Store(Protocol):
     """Where the counts live; every method is atomic in the store, whoever else calls it at once."""
 
     async def take(self, wanted: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, Taken]:
-        """Take up to ``wanted[key]`` free slots of each API key's sliding window.
+        """Count up to ``wanted[key]`` requests in each API key's sliding window, as many as fit.
 
         Args:
             wanted: Requests per API key.
@@ -65,4 +65,4 @@ class Store(Protocol):
         """
 
     async def prune(self) -> None:
-        """Delete what no longer counts (old days, idle keys' slots)."""
+        """Delete what no longer counts (old days, idle keys' windows)."""

@@ -23,13 +23,15 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Takes up to wanted[i] requests of key keys[i], in the order given (callers sort the keys, so
-# two batches lock rows in one order and never deadlock). Each key: its row locked FOR UPDATE
-# (made first if it has none), its live counts summed, what fits granted and added to the
-# current step. In a VOLATILE function each statement reads a fresh snapshot: once the lock is
-# held, the row read is the one the last committed take wrote, so no request is counted twice
-# or missed, whichever process took before. The ring has ``ring`` positions; position
-# ``step % ring + 1`` holds step ``step``; a position holding an older step is reused (a step
-# ahead of the clock, after the database's clock stepped back, is kept and added to).
+# two takes lock rows in one order and never deadlock each other; pruning skips locked rows).
+# Each key: its row locked FOR UPDATE (made first if it has none), the clock read once the lock
+# is held (time spent waiting for it is not counted in the window), its live counts summed,
+# what fits granted and added to the current step. In a VOLATILE function each statement reads
+# a fresh snapshot: once the lock is held, the row read is the one the last committed take
+# wrote, so no request is counted twice or missed, whichever process took before. The ring has
+# ``ring`` positions; position ``step % ring + 1`` holds step ``step``; a position holding an
+# older step is reused (a step ahead of the clock, after the database's clock stepped back, is
+# kept and added to); a row of another ring size starts again empty.
 # Returns, per key: granted, the ring as it is now, the current step and the clock (epoch s),
 # from which the caller computes when a refused key has room again.
 TAKE = """
@@ -44,20 +46,23 @@ DECLARE
     used integer;
     pos integer;
 BEGIN
-    now_epoch := extract(epoch FROM now()) + offset_s;
-    now_step := floor(now_epoch / width_s)::bigint;
-    pos := (now_step % ring)::integer + 1;
     FOR i IN 1 .. coalesce(array_length(keys, 1), 0) LOOP
         key_id := keys[i];
-        SELECT w.steps, w.counts INTO steps, counts
-        FROM rate_limit_windows AS w WHERE w.api_key_id = key_id FOR UPDATE;
-        IF NOT FOUND THEN
+        LOOP  -- until the row is read locked (a row deleted between its insert and its read is made again)
+            SELECT w.steps, w.counts INTO steps, counts
+            FROM rate_limit_windows AS w WHERE w.api_key_id = key_id FOR UPDATE;
+            EXIT WHEN FOUND;
             INSERT INTO rate_limit_windows (api_key_id, steps, counts)
             VALUES (key_id, array_fill(-1::bigint, ARRAY[ring]), array_fill(0, ARRAY[ring]))
             ON CONFLICT DO NOTHING;
-            SELECT w.steps, w.counts INTO steps, counts
-            FROM rate_limit_windows AS w WHERE w.api_key_id = key_id FOR UPDATE;
+        END LOOP;
+        IF coalesce(array_length(steps, 1), 0) <> ring THEN
+            steps := array_fill(-1::bigint, ARRAY[ring]);
+            counts := array_fill(0, ARRAY[ring]);
         END IF;
+        now_epoch := extract(epoch FROM clock_timestamp()) + offset_s;
+        now_step := floor(now_epoch / width_s)::bigint;
+        pos := (now_step % ring)::integer + 1;
         SELECT coalesce(sum(u.n), 0) INTO used FROM unnest(steps, counts) AS u(s, n) WHERE u.s > now_step - ring;
         granted := least(wanted[i], greatest(lim - used, 0));
         IF granted > 0 THEN

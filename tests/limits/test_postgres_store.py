@@ -89,6 +89,32 @@ class TestOneRowPerKey:
 
 
 class TestPruning:
+    async def test_pruning_keeps_a_short_windows_live_counts(self, make_limiter: LimiterFactory) -> None:
+        # Steps of 10 ms: pruning compares in steps, never a width rounded to whole seconds.
+        async with make_limiter(rate_limit=2, window_s=0.6) as limiter:
+            key = uuid.uuid4()
+            assert await admitted(limiter, key, 1) == [True]
+            await limiter.store.prune()
+            assert await admitted(limiter, key, 2) == [True, False]
+
+    async def test_pruning_skips_a_window_a_take_holds(
+        self, make_limiter: LimiterFactory, own_database_url: str, settings: Settings
+    ) -> None:
+        database = Database.connect(own_database_url, None, settings)
+        connection = await asyncpg.connect(asyncpg_dsn(own_database_url))
+        key = uuid.uuid4()
+        try:
+            async with make_limiter(rate_limit=3, database=database) as limiter:
+                await limiter.check_request(key, "normal")
+            async with connection.transaction():  # a take in progress: the window's row locked
+                await connection.execute("SELECT 1 FROM rate_limit_windows WHERE api_key_id = $1 FOR UPDATE", key)
+                async with make_limiter(rate_limit=3, database=database, clock_offset_s=4 * DAY_S) as later:
+                    await asyncio.wait_for(later.store.prune(), 5)  # does not wait for the lock
+            assert await connection.fetchval("SELECT count(*) FROM rate_limit_windows WHERE api_key_id = $1", key)
+        finally:
+            await connection.close()
+            await database.dispose()
+
     async def test_old_days_and_idle_keys_are_deleted_and_recent_ones_kept(
         self, make_limiter: LimiterFactory, own_database_url: str, settings: Settings
     ) -> None:
