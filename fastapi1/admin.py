@@ -10,7 +10,7 @@ ADMIN_CLIENT_SECRET (development) it sends no token, which the admin routes then
     python -m fastapi1.admin revoke-key SERVICE_ID KEY_ID
     python -m fastapi1.admin add-guest SERVICE_ID ada@example.com
     python -m fastapi1.admin token                                   # an admin token, for curl
-    python -m fastapi1.admin token --key "$KEY"                      # a token of a service key
+    printf %s "$KEY" | python -m fastapi1.admin token --key -        # a token of a service key
 """
 
 import argparse
@@ -39,6 +39,15 @@ def service_token(combined: str) -> str:
     except ValueError as error:
         raise SystemExit(f"fastapi1.admin: {error}") from None
     return create_token(secret, service_id)
+
+
+def read_key(argument: str) -> str:
+    """The combined key ``--key`` names: ``-`` reads it from standard input (kept out of ``ps``).
+
+    Args:
+        argument: ``--key``'s value.
+    """
+    return sys.stdin.readline().strip() if argument == "-" else argument
 
 
 class AdminClient:
@@ -106,7 +115,7 @@ def run(client: AdminClient, arguments: argparse.Namespace) -> str:
         "add-guest": lambda: client.call(
             "POST", f"/services/v1/{arguments.service}/guest-list", {"recipient": arguments.recipient}
         )["recipient"],
-        "token": lambda: service_token(arguments.key) if arguments.key else admin_token(client.settings),
+        "token": lambda: service_token(read_key(arguments.key)) if arguments.key else admin_token(client.settings),
     }
     return commands[arguments.command]()
 
@@ -146,7 +155,11 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     guest.add_argument("service")
     guest.add_argument("recipient")
     token = commands.add_parser("token", help="print an admin token (or, with --key, a service token) for curl")
-    token.add_argument("--key", help="a combined API key: print a token of it instead")
+    token.add_argument(
+        "--key",
+        help="a combined API key, or - to read it from standard input (a key on the command line shows in ps):"
+        " print a token of it instead",
+    )
     return main
 
 

@@ -26,12 +26,13 @@ def start(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes
     )
 
 
-def admin(server: RunningServer, env: dict[str, str], *arguments: str) -> str:
-    """Run ``python -m fastapi1.admin`` against the server; what it printed."""
+def admin(server: RunningServer, env: dict[str, str], *arguments: str, stdin: str = "") -> str:
+    """Run ``python -m fastapi1.admin`` against the server, ``stdin`` on its standard input; what it printed."""
     done = subprocess.run(
         [sys.executable, "-m", "fastapi1.admin", "--url", server.base_url, *arguments],
         cwd=PROJECT_ROOT,
         env=env,
+        input=stdin.encode(),
         capture_output=True,
         timeout=60,
         check=False,
@@ -103,6 +104,8 @@ class TestAProductionServer:
             assert key.startswith("production-")
             assert key[-73:-37] == service_id
             token = admin(server, env, "token", "--key", key)
+            piped = admin(server, env, "token", "--key", "-", stdin=f"{key}\n")  # the key kept out of ps
+            assert httpx.get(f"{server.base_url}/notifications/v1/", headers=bearer(piped)).status_code == 200
             created = httpx.post(f"{server.base_url}/notifications/v1/", json=notification, headers=bearer(token))
             assert created.status_code == 201, created.text
             service = httpx.get(
