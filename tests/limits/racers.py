@@ -5,6 +5,7 @@ client, as a second API worker or instance would have.
 """
 
 import asyncio
+import multiprocessing
 import uuid
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
@@ -66,3 +67,33 @@ def race(
     except BaseException as error:
         results.put(repr(error))  # the test fails at once, with the reason, instead of waiting
         raise
+
+
+def race_two_processes(env: dict[str, str | None], limit: int, kind: str, calls: int, batched: bool) -> None:
+    """Two racer processes, ``calls`` each at once for one new key or service: together exactly ``limit``.
+
+    Args:
+        env: Where the store is (limits_env).
+        limit: The rate or daily limit of both.
+        kind: ``requests`` or ``sends``.
+        calls: Calls of each process (together more than ``limit``).
+        batched: Whether the limiters coalesce calls.
+    """
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    target = uuid.uuid4()
+    racers = [
+        context.Process(target=race, args=(env, limit, kind, target, calls, batched, barrier, results))
+        for _ in range(2)
+    ]
+    for racer in racers:
+        racer.start()
+    try:
+        counts = [results.get(timeout=60) for _ in racers]
+    finally:
+        for racer in racers:
+            racer.join(10)
+            if racer.is_alive():
+                racer.kill()
+    assert sum(counts) == limit, counts
+    assert [racer.exitcode for racer in racers] == [0, 0]

@@ -1,7 +1,6 @@
 """Notifications per service per UTC day, on PostgreSQL and on Redis."""
 
 import asyncio
-import multiprocessing
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 from fastapi1.errors import DailyLimitExceeded
 from fastapi1.limits import Limiter, Reservation
 from tests.limits.conftest import LimiterFactory
-from tests.limits.racers import race
+from tests.limits.racers import race_two_processes
 
 
 async def reserved(limiter: Limiter, service_id: uuid.UUID, *counts: int) -> list[Reservation | None]:
@@ -151,24 +150,7 @@ class TestAcrossProcesses:
     def test_two_processes_racing_for_one_service_reserve_exactly_the_limit(
         self, limits_env: dict[str, str | None], batched: bool
     ) -> None:
-        limit, service_id = 50, uuid.uuid4()
-        context = multiprocessing.get_context("spawn")
-        barrier, results = context.Barrier(2), context.Queue()
-        racers = [
-            context.Process(target=race, args=(limits_env, limit, "sends", service_id, 40, batched, barrier, results))
-            for _ in range(2)
-        ]
-        for racer in racers:
-            racer.start()
-        try:
-            counts = [results.get(timeout=60) for _ in racers]
-        finally:
-            for racer in racers:
-                racer.join(10)
-                if racer.is_alive():
-                    racer.kill()
-        assert sum(counts) == limit, counts
-        assert [racer.exitcode for racer in racers] == [0, 0]
+        race_two_processes(limits_env, 50, "sends", 40, batched)
 
 
 LIMIT = 20

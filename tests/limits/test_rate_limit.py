@@ -2,7 +2,6 @@
 
 import asyncio
 import math
-import multiprocessing
 import time
 import uuid
 
@@ -12,7 +11,7 @@ from fastapi1.errors import RateLimitExceeded
 from fastapi1.limits import Limiter
 from fastapi1.limits.postgres_store import STEPS, PostgresStore
 from tests.limits.conftest import LimiterFactory
-from tests.limits.racers import race
+from tests.limits.racers import race_two_processes
 
 
 async def admitted(limiter: Limiter, key: uuid.UUID, calls: int) -> list[bool]:
@@ -138,21 +137,4 @@ class TestAcrossProcesses:
         self, limits_env: dict[str, str | None], batched: bool
     ) -> None:
         # Both processes make the new key's window (PostgreSQL) at once.
-        limit, key = 300, uuid.uuid4()
-        context = multiprocessing.get_context("spawn")
-        barrier, results = context.Barrier(2), context.Queue()
-        racers = [
-            context.Process(target=race, args=(limits_env, limit, "requests", key, 165, batched, barrier, results))
-            for _ in range(2)
-        ]
-        for racer in racers:
-            racer.start()
-        try:
-            counts = [results.get(timeout=60) for _ in racers]
-        finally:
-            for racer in racers:
-                racer.join(10)
-                if racer.is_alive():
-                    racer.kill()
-        assert sum(counts) == limit, counts
-        assert [racer.exitcode for racer in racers] == [0, 0]
+        race_two_processes(limits_env, 300, "requests", 165, batched)
