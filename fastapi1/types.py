@@ -39,3 +39,7 @@ ModelName = Annotated[str, StringConstraints(min_length=1, max_length=MODEL_NAME
 KeyType = Literal["normal", "team", "test"]
 # Notify's key types: normal sends to anyone, team only to the guest list, test to no provider.
 KEY_TYPES: tuple[KeyType, ...] = ("normal", "team", "test")
+
+TemplateType = Literal["email", "sms"]
+# The channels of a template (and of the notifications sent from it); letters are not sent.
+TEMPLATE_TYPES: tuple[TemplateType, ...] = ("email", "sms")

@@ -31,7 +31,7 @@ from fastapi1.db.engine import Database
 from fastapi1.delivery import dao
 from fastapi1.delivery.controller import Outcome, Relay
 from fastapi1.delivery.providers import Providers
-from fastapi1.services import templating
+from fastapi1.notifications import controller as notifications_controller
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class BrokeredRelay(Relay):
             rows: Rows of :func:`dao.take`.
             reserved: The window slots reserved for them; one goes back as each row is done.
         """
-        templates: dict[uuid.UUID, templating.ParsedTemplate] = {}
+        templates: notifications_controller.ScannedTemplates = {}
         remaining = len(rows)
 
         async def one(row: Row[tuple[object, ...]]) -> Outcome:

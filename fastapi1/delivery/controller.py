@@ -24,7 +24,6 @@ from fastapi1.delivery.providers import Message, PermanentFailure, Providers, Tr
 from fastapi1.errors import database_unavailable
 from fastapi1.metrics import NOTIFICATION_TRANSITIONS
 from fastapi1.notifications import controller as notifications_controller
-from fastapi1.services import templating
 from fastapi1.worker.claims import DATABASE_ERRORS, ClaimLoop
 
 logger = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ def plain_body(personalization: dict[str, str]) -> str:
     return "\n".join(f"{key}: {value}" for key, value in sorted(personalization.items()))
 
 
-def to_message(row: Row[tuple[object, ...]], templates: dict[uuid.UUID, templating.ParsedTemplate]) -> Message:
+def to_message(row: Row[tuple[object, ...]], templates: notifications_controller.ScannedTemplates) -> Message:
     """Render a claimed notification into the message a provider sends.
 
     Args:
@@ -73,9 +72,19 @@ def to_message(row: Row[tuple[object, ...]], templates: dict[uuid.UUID, templati
     template = notifications_controller.stored_template(values, templates)
     simulated = values["key_type"] == "test"
     if template is None:
-        return Message(values["id"], values["to"], None, plain_body(personalization), simulated)
-    subject, body = template.render(personalization)
-    return Message(values["id"], values["to"], subject, body, simulated)
+        subject, body = None, plain_body(personalization)
+    else:
+        subject, body = template.render(personalization)
+    return Message(
+        values["id"],
+        values["to"],
+        subject,
+        body,
+        simulated,
+        reply_to=values["reply_to"],
+        unsubscribe_url=values["one_click_unsubscribe_url"],
+        sender=values["sms_sender"],
+    )
 
 
 def count_claims(rows: Sequence[Row[tuple[object, ...]]]) -> None:
@@ -168,7 +177,7 @@ class Relay(ClaimLoop):
         Args:
             rows: Rows of :func:`dao.claim`.
         """
-        templates: dict[uuid.UUID, templating.ParsedTemplate] = {}
+        templates: notifications_controller.ScannedTemplates = {}
         async with asyncio.TaskGroup() as attempts:
             tasks = [attempts.create_task(self.attempt(row, templates)) for row in rows]
         outcomes = dao.Outcomes()
@@ -178,7 +187,7 @@ class Relay(ClaimLoop):
         await self.record(outcomes)
 
     async def attempt(
-        self, row: Row[tuple[object, ...]], templates: dict[uuid.UUID, templating.ParsedTemplate]
+        self, row: Row[tuple[object, ...]], templates: notifications_controller.ScannedTemplates
     ) -> Outcome:
         """One delivery attempt of one notification.
 
@@ -194,9 +203,7 @@ class Relay(ClaimLoop):
         finally:
             self.freed()
 
-    async def send(
-        self, row: Row[tuple[object, ...]], templates: dict[uuid.UUID, templating.ParsedTemplate]
-    ) -> Outcome:
+    async def send(self, row: Row[tuple[object, ...]], templates: notifications_controller.ScannedTemplates) -> Outcome:
         """Render and hand to the provider, and classify what happened.
 
         Args:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Row,
     Select,
     String,
+    Table,
     Uuid,
     bindparam,
     case,
@@ -35,10 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.db.sql import ONE_SECOND, constants, unnest
 from fastapi1.models.notifications import PENDING_STATUSES, TRANSITIONS
+from fastapi1.models.services import EmailReplyTo, SmsSender
 from fastapi1.notifications import dao as notifications_dao
 
 notifications = notifications_dao.notifications
-templates = notifications_dao.templates
+template_versions = notifications_dao.template_versions
+reply_tos = cast(Table, EmailReplyTo.__table__)
+sms_senders = cast(Table, SmsSender.__table__)
 personalizations = notifications_dao.personalizations
 
 SENDING = "sending"
@@ -85,8 +89,12 @@ ATTEMPT_RETURNED = (
     notifications.c.id,
     notifications.c.to,
     notifications.c.template_id,
+    notifications.c.template_version,
     notifications.c.attempts,
     notifications.c.key_type,
+    notifications.c.sms_sender_id,
+    notifications.c.email_reply_to_id,
+    notifications.c.one_click_unsubscribe_url,
 )
 _claimed = (
     update(notifications)
@@ -98,10 +106,10 @@ _claimed = (
 
 
 def with_content(claimed: CTE) -> Select[tuple[object, ...]]:
-    """The rows an UPDATE ... RETURNING claimed, with what delivery needs: template and personalization.
+    """The rows an UPDATE ... RETURNING claimed, with what delivery needs: template, personalization, senders.
 
     Args:
-        claimed: A CTE returning ``id``, ``to``, ``template_id``, ``attempts`` and ``key_type`` of notifications.
+        claimed: A CTE returning :data:`ATTEMPT_RETURNED` of notifications.
 
     Returns:
         The select, one round trip with the UPDATE.
@@ -117,13 +125,17 @@ def with_content(claimed: CTE) -> Select[tuple[object, ...]]:
     return (
         select(
             claimed,
-            templates.c.subject,
-            templates.c.content,
+            template_versions.c.subject,
+            template_versions.c.content,
             personalization.c.personalization_keys,
             personalization.c.personalization_values,
+            reply_tos.c.email_address.label("reply_to"),
+            sms_senders.c.sms_sender,
         )
         .select_from(claimed)
-        .outerjoin(templates, templates.c.id == claimed.c.template_id)
+        .outerjoin(template_versions, notifications_dao.of_version(claimed.c.template_id, claimed.c.template_version))
+        .outerjoin(reply_tos, reply_tos.c.id == claimed.c.email_reply_to_id)
+        .outerjoin(sms_senders, sms_senders.c.id == claimed.c.sms_sender_id)
         .join(personalization, literal_column("true"))
     )
 

@@ -28,6 +28,12 @@ class Message:
     body: str
     # Sent with a test key: it never reaches a real provider, whatever the recipient.
     simulated: bool = False
+    # Where replies to an e-mail go (``Reply-To``), when the service has a reply-to address.
+    reply_to: str | None = None
+    # The recipient's one-click unsubscribe link (RFC 8058), for e-mail.
+    unsubscribe_url: str | None = None
+    # The name or number a text message comes from, when the service has one.
+    sender: str | None = None
 
 
 class PermanentFailure(Exception):
@@ -49,10 +55,21 @@ class Provider(Protocol):
         """
 
 
-# GOV.UK Notify's test recipients (its "smoke test" addresses and numbers).
+# GOV.UK Notify's test recipients (its "smoke test" addresses and numbers), as /v2 stores them
+# (numbers in E.164): they never reach a real provider.
+SIMULATED_DELIVERED = frozenset(
+    {
+        "simulate-delivered@notifications.service.gov.uk",
+        "simulate-delivered-2@notifications.service.gov.uk",
+        "simulate-delivered-3@notifications.service.gov.uk",
+        "+447700900000",
+        "+447700900111",
+        "+447700900222",
+    }
+)
 SIMULATED_PERMANENT = frozenset({"perm-fail@simulator.notify", "+447700900002"})
 SIMULATED_TRANSIENT = frozenset({"temp-fail@simulator.notify", "+447700900003"})
-SIMULATED = SIMULATED_PERMANENT | SIMULATED_TRANSIENT
+SIMULATED = SIMULATED_DELIVERED | SIMULATED_PERMANENT | SIMULATED_TRANSIENT
 
 
 class Simulator:
@@ -142,6 +159,13 @@ class Smtp:
         if message.subject:
             # A header is one line: line breaks a personalization put into the subject fold to spaces.
             email["Subject"] = " ".join(message.subject.split())
+        if message.reply_to:
+            email["Reply-To"] = message.reply_to
+        if message.unsubscribe_url:
+            # RFC 8058: the link in angle brackets, and the header that makes a POST to it the
+            # whole unsubscription, so a mail client can offer it without opening a page.
+            email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+            email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         email["Message-ID"] = f"<{message.id}@{self.message_id_domain}>"
         email["Date"] = format_datetime(datetime.now(UTC))
         email.set_content(message.body)

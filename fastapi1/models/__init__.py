@@ -5,13 +5,14 @@ from fastapi1.models.keys import ApiKey, GuestListRecipient
 from fastapi1.models.limits import RateLimitWindow, ServiceDailyCount
 from fastapi1.models.notifications import Notification, NotificationPersonalization
 from fastapi1.models.predictions import Prediction, PredictionAgent
-from fastapi1.models.services import Service, Template
+from fastapi1.models.services import EmailReplyTo, Service, SmsSender, Template, TemplateVersion
 
 __all__ = [
     "AddBatch",
     "AddPair",
     "AddSum",
     "ApiKey",
+    "EmailReplyTo",
     "GuestListRecipient",
     "Notification",
     "NotificationPersonalization",
@@ -20,5 +21,7 @@ __all__ = [
     "RateLimitWindow",
     "Service",
     "ServiceDailyCount",
+    "SmsSender",
     "Template",
+    "TemplateVersion",
 ]

@@ -7,13 +7,16 @@ request and the worker claims it from here (see :mod:`fastapi1.delivery`).
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, text
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, ForeignKeyConstraint, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fastapi1.db.base import Base
 from fastapi1.types import KEY_TYPES
 
 RECIPIENT_MAX = 320
+# GOV.UK Notify's bounds of a client's reference and of an unsubscribe link.
+REFERENCE_MAX = 1_000
+UNSUBSCRIBE_URL_MAX = 2_048
 PERSONALIZATION_KEY_MAX = 64
 PERSONALIZATION_VALUE_MAX = 10_000
 
@@ -57,11 +60,41 @@ class Notification(Base):
         # A notification sent with a key belongs to the key's service and records its type.
         CheckConstraint("(service_id IS NULL) = (key_type IS NULL)", name="service_key_type"),
         CheckConstraint(f"key_type IN {quoted(KEY_TYPES)}", name="key_type"),
+        # A templated notification names the version it was rendered from, which must exist.
+        CheckConstraint("(template_id IS NULL) = (template_version IS NULL)", name="template_version"),
+        ForeignKeyConstraint(
+            ["template_id", "template_version"],
+            ["template_versions.template_id", "template_versions.version"],
+            name="fk_notifications_template_version",
+            ondelete="RESTRICT",
+        ),
+        # A sender is one of the sending service's own.
+        ForeignKeyConstraint(
+            ["service_id", "sms_sender_id"],
+            ["service_sms_senders.service_id", "service_sms_senders.id"],
+            name="fk_notifications_sms_sender",
+            ondelete="RESTRICT",
+        ),
+        ForeignKeyConstraint(
+            ["service_id", "email_reply_to_id"],
+            ["service_email_reply_to.service_id", "service_email_reply_to.id"],
+            name="fk_notifications_email_reply_to",
+            ondelete="RESTRICT",
+        ),
         # Keyset pagination newest first within one service (or among the rows of none), unfiltered
         # and by each filter; a template belongs to one service, so its index needs no service column.
         Index("ix_notifications_service_id_created_at_id", "service_id", "created_at", "id"),
         Index("ix_notifications_service_id_status_created_at_id", "service_id", "status", "created_at", "id"),
         Index("ix_notifications_template_id_created_at_id", "template_id", "created_at", "id"),
+        # Notify's ``reference`` filter, within one service, newest first.
+        Index(
+            "ix_notifications_service_id_reference_created_at_id",
+            "service_id",
+            "reference",
+            "created_at",
+            "id",
+            postgresql_where=text("reference IS NOT NULL"),
+        ),
         # The worker's claim: pending rows that are due, earliest first. Final rows (nearly all
         # of a table of millions) are not in it, so the index stays the size of the backlog.
         Index(
@@ -78,7 +111,16 @@ class Notification(Base):
     # The sending key's type: test notifications never reach a provider, nor count against limits.
     key_type: Mapped[str | None] = mapped_column(String(8))
     to: Mapped[str] = mapped_column(String(RECIPIENT_MAX))
-    template_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("templates.id", ondelete="RESTRICT"))
+    template_id: Mapped[uuid.UUID | None] = mapped_column()
+    template_version: Mapped[int | None] = mapped_column(Integer)
+    # The client's own identifier of the notification (Notify's ``reference``), not unique.
+    reference: Mapped[str | None] = mapped_column(String(REFERENCE_MAX))
+    # Where a text message comes from and where replies to an e-mail go: the one asked for, else
+    # the service's default when the notification was made; null when the service had none.
+    sms_sender_id: Mapped[uuid.UUID | None] = mapped_column()
+    email_reply_to_id: Mapped[uuid.UUID | None] = mapped_column()
+    # Sent as RFC 8058 List-Unsubscribe headers.
+    one_click_unsubscribe_url: Mapped[str | None] = mapped_column(String(UNSUBSCRIBE_URL_MAX))
     status: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -3,6 +3,7 @@
 import os
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Row, RowMapping
@@ -20,6 +21,7 @@ from fastapi1.notifications.schemas import NotificationCreate, NotificationRecor
 from fastapi1.recipients import guest_list_key
 from fastapi1.services import dao as services_dao
 from fastapi1.services import templating
+from fastapi1.types import TemplateType
 
 INITIAL_STATUS: NotificationStatus = "created"
 # GOV.UK Notify's words (with its typographic apostrophe).
@@ -27,10 +29,63 @@ TEAM_KEY_REFUSED = "Can\u2019t send to this recipient using a team-only API key"
 RENDERED_MAX = LIMITS.rendered_chars
 
 
+class TemplateNotFound(NotFound):
+    """A notification names a template that does not exist (in the caller's service)."""
+
+    def __init__(self, template_id: uuid.UUID) -> None:
+        """Keep the id.
+
+        Args:
+            template_id: The template named.
+        """
+        super().__init__(f"Template {template_id} not found")
+        self.template_id = template_id
+
+
+class MissingPersonalization(Unprocessable):
+    """A personalization lacks some placeholders of its template."""
+
+    def __init__(self, names: list[str], loc: tuple[str | int, ...]) -> None:
+        """Keep the names.
+
+        Args:
+            names: The placeholders not supplied, sorted.
+            loc: Where the personalization is in the request.
+        """
+        super().__init__(f"Missing personalization: {', '.join(names)}", loc)
+        self.names = names
+
+
+class RenderedTooLong(Unprocessable):
+    """A personalization would render a subject or body past LIMIT_RENDERED_CHARS."""
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentTemplate:
+    """A template at its current version, scanned once for the whole request."""
+
+    parsed: templating.ParsedTemplate
+    version: int
+    template_type: TemplateType
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyFields:
+    """What GOV.UK Notify's API records of a notification beyond ``/notifications/v1``'s fields."""
+
+    reference: str | None = None
+    sms_sender_id: uuid.UUID | None = None
+    email_reply_to_id: uuid.UUID | None = None
+    one_click_unsubscribe_url: str | None = None
+
+
+NO_NOTIFY_FIELDS = NotifyFields()
+
+
 async def load_templates(
     session: AsyncSession, items: Sequence[NotificationCreate], caller: Caller
-) -> dict[uuid.UUID, templating.ParsedTemplate]:
-    """Load every template the items name, in one statement, and scan each once for the whole request.
+) -> dict[uuid.UUID, CurrentTemplate]:
+    """Load every template the items name at its current version, in one statement, and scan each once.
 
     Args:
         session: The session.
@@ -38,15 +93,17 @@ async def load_templates(
         caller: Who sends them: a service may use its own templates only.
 
     Raises:
-        NotFound: When an item names a template that does not exist (in the caller's service).
+        TemplateNotFound: When an item names a template that does not exist (in the caller's service).
     """
     wanted = {item.template_id for item in items if item.template_id is not None}
-    texts = await services_dao.get_template_contents(session, wanted, caller.service_id) if wanted else {}
-    for template_id in wanted - texts.keys():
-        raise NotFound(f"Template {template_id} not found")
+    rows = await services_dao.get_template_contents(session, wanted, caller.service_id) if wanted else {}
+    for template_id in wanted - rows.keys():
+        raise TemplateNotFound(template_id)
     return {
-        template_id: templating.parse_template(*subject_and_content)
-        for template_id, subject_and_content in texts.items()
+        template_id: CurrentTemplate(
+            templating.parse_template(row.subject, row.content), row.version, row.template_type
+        )
+        for template_id, row in rows.items()
     }
 
 
@@ -63,20 +120,21 @@ def check_personalization(
         loc: Where the personalization is in the request.
 
     Raises:
-        Unprocessable: When the personalization cannot be accepted.
+        MissingPersonalization: When a placeholder is not supplied.
+        RenderedTooLong: When the subject or body would be too long.
     """
     if missing := sorted(name for name in template.names if name not in values):
-        raise Unprocessable(f"Missing personalization: {', '.join(missing)}", loc)
+        raise MissingPersonalization(missing, loc)
     for part, text in (("subject", template.subject), ("body", template.content)):
         length = 0 if text is None else text.rendered_length(values)
         if length > RENDERED_MAX:
             message = f"Personalization renders the {part} to {length:,} characters; at most {RENDERED_MAX:,} allowed"
-            raise Unprocessable(message, loc)
+            raise RenderedTooLong(message, loc)
 
 
 def checked_templates(
-    items: Sequence[NotificationCreate], templates: dict[uuid.UUID, templating.ParsedTemplate], in_list: bool
-) -> list[templating.ParsedTemplate | None]:
+    items: Sequence[NotificationCreate], templates: dict[uuid.UUID, CurrentTemplate], in_list: bool
+) -> list[CurrentTemplate | None]:
     """Check every templated item before any is rendered, so that a rejected list costs no rendering.
 
     Args:
@@ -87,12 +145,12 @@ def checked_templates(
     Returns:
         Each item's template, None for items without one.
     """
-    checked: list[templating.ParsedTemplate | None] = []
+    checked: list[CurrentTemplate | None] = []
     for index, item in enumerate(items):
         template = None if item.template_id is None else templates[item.template_id]
         if template is not None:
             loc = ("body", index, "personalization") if in_list else ("body", "personalization")
-            check_personalization(template, item.personalization or {}, loc)
+            check_personalization(template.parsed, item.personalization or {}, loc)
         checked.append(template)
     return checked
 
@@ -169,6 +227,8 @@ async def create_notifications(
     caller: Caller,
     limiter: Limiter,
     in_list: bool = True,
+    fields: NotifyFields = NO_NOTIFY_FIELDS,
+    templates: list[CurrentTemplate | None] | None = None,
 ) -> list[NotificationRecord]:
     """Create notifications, all or none, in a constant number of statements.
 
@@ -178,11 +238,14 @@ async def create_notifications(
         caller: Who sends them (the service they will belong to).
         limiter: Counts them against the service's daily limit.
         in_list: Whether the request body is a list (error locations then carry the index).
+        fields: Notify's fields, the same for every item (``/v2`` sends one at a time).
+        templates: Each item's template, already loaded and checked by the caller; loaded here when None.
 
     Returns:
         The stored notifications, in the order given.
     """
-    templates = checked_templates(items, await load_templates(session, items, caller), in_list)
+    if templates is None:
+        templates = checked_templates(items, await load_templates(session, items, caller), in_list)
     await check_guest_list(session, items, caller, in_list)
     # Last, once nothing but the insert can refuse the request.
     await reserve_sends(session, limiter, caller, len(items))
@@ -190,15 +253,21 @@ async def create_notifications(
     stamp = timestamp(now)
     rows = dao.NewNotifications(ids=new_ids(len(items)))
     created: list[NotificationRecord] = []
+    count = len(items)
+    rows.references = [fields.reference] * count
+    rows.sms_sender_ids = [fields.sms_sender_id] * count
+    rows.email_reply_to_ids = [fields.email_reply_to_id] * count
+    rows.unsubscribe_urls = [fields.one_click_unsubscribe_url] * count
     for notification_id, item, template in zip(rows.ids, items, templates, strict=True):
         personalization = item.personalization or {}
         rows.recipients.append(item.to)
         rows.template_ids.append(item.template_id)
+        rows.template_versions.append(None if template is None else template.version)
         if personalization:
             rows.personalization_ids.extend([notification_id] * len(personalization))
             rows.personalization_keys.extend(personalization)
             rows.personalization_values.extend(personalization.values())
-        subject, body = rendered(template, personalization)
+        subject, body = rendered(None if template is None else template.parsed, personalization)
         created.append(
             {
                 "id": notification_id,
@@ -230,26 +299,27 @@ def rendered(template: templating.ParsedTemplate | None, values: dict[str, str])
     return (None, None) if template is None else template.render(values)
 
 
-def stored_template(
-    values: RowMapping, templates: dict[uuid.UUID, templating.ParsedTemplate]
-) -> templating.ParsedTemplate | None:
-    """The template of a stored notification, scanned once per template for a whole page.
+# Templates scanned for one response or batch, by id and version.
+ScannedTemplates = dict[tuple[uuid.UUID, int], templating.ParsedTemplate]
+
+
+def stored_template(values: RowMapping, templates: ScannedTemplates) -> templating.ParsedTemplate | None:
+    """The template version of a stored notification, scanned once per version for a whole page.
 
     Args:
         values: The row of :func:`dao.select_notifications`.
-        templates: Templates scanned so far, by id; filled as new ones are met.
+        templates: Template versions scanned so far; filled as new ones are met.
     """
     template_id: uuid.UUID | None = values["template_id"]
     if template_id is None:
         return None
-    if (template := templates.get(template_id)) is None:
-        template = templates[template_id] = templating.parse_template(values["subject"], values["content"])
+    key = (template_id, values["template_version"])
+    if (template := templates.get(key)) is None:
+        template = templates[key] = templating.parse_template(values["subject"], values["content"])
     return template
 
 
-def to_notification(
-    row: Row[tuple[object, ...]], templates: dict[uuid.UUID, templating.ParsedTemplate]
-) -> NotificationRecord:
+def to_notification(row: Row[tuple[object, ...]], templates: ScannedTemplates) -> NotificationRecord:
     """Build a notification from a row of :func:`dao.select_notifications`.
 
     Args:
@@ -329,7 +399,7 @@ async def list_notifications(
         if position is None:
             raise NotFound(f"Notification {older_than} not found")
     rows = await dao.list_notifications(session, caller.service_id, limit + 1, position, status, template_id)
-    templates: dict[uuid.UUID, templating.ParsedTemplate] = {}
+    templates: ScannedTemplates = {}
     page = [to_notification(row, templates) for row in rows[:limit]]
     has_more = len(rows) > limit
     return {"notifications": page, "next": page[-1]["id"] if has_more else None}

@@ -38,11 +38,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.db.sql import unnest
 from fastapi1.models.notifications import FAILURE_STATUSES, Notification, NotificationPersonalization
-from fastapi1.models.services import Template
+from fastapi1.models.services import TemplateVersion
 
 notifications = cast(Table, Notification.__table__)
 personalizations = cast(Table, NotificationPersonalization.__table__)
-templates = cast(Table, Template.__table__)
+template_versions = cast(Table, TemplateVersion.__table__)
 
 # Committing a notification sends a NOTIFY on this channel, which wakes the delivery workers
 # (fastapi1.delivery) at once instead of at their next poll.
@@ -58,14 +58,44 @@ class NewNotifications:
     ids: list[uuid.UUID] = field(default_factory=list)
     recipients: list[str] = field(default_factory=list)
     template_ids: list[uuid.UUID | None] = field(default_factory=list)
+    template_versions: list[int | None] = field(default_factory=list)
+    references: list[str | None] = field(default_factory=list)
+    sms_sender_ids: list[uuid.UUID | None] = field(default_factory=list)
+    email_reply_to_ids: list[uuid.UUID | None] = field(default_factory=list)
+    unsubscribe_urls: list[str | None] = field(default_factory=list)
     personalization_ids: list[uuid.UUID] = field(default_factory=list)
     personalization_keys: list[str] = field(default_factory=list)
     personalization_values: list[str] = field(default_factory=list)
 
 
-_new_notifications = unnest("new_notifications", ids=Uuid(), recipients=String(), template_ids=Uuid())
+_new_notifications = unnest(
+    "new_notifications",
+    ids=Uuid(),
+    recipients=String(),
+    template_ids=Uuid(),
+    template_versions=Integer(),
+    references=String(),
+    sms_sender_ids=Uuid(),
+    email_reply_to_ids=Uuid(),
+    unsubscribe_urls=String(),
+)
 _insert_notifications = insert(notifications).from_select(
-    ["id", "service_id", "key_type", "to", "template_id", "status", "created_at", "updated_at", "next_attempt_at"],
+    [
+        "id",
+        "service_id",
+        "key_type",
+        "to",
+        "template_id",
+        "template_version",
+        "reference",
+        "sms_sender_id",
+        "email_reply_to_id",
+        "one_click_unsubscribe_url",
+        "status",
+        "created_at",
+        "updated_at",
+        "next_attempt_at",
+    ],
     select(
         _new_notifications.c.ids,
         # One sender for the whole request.
@@ -73,6 +103,11 @@ _insert_notifications = insert(notifications).from_select(
         bindparam("key_type", type_=String()),
         _new_notifications.c.recipients,
         _new_notifications.c.template_ids,
+        _new_notifications.c.template_versions,
+        _new_notifications.c.references,
+        _new_notifications.c.sms_sender_ids,
+        _new_notifications.c.email_reply_to_ids,
+        _new_notifications.c.unsubscribe_urls,
         bindparam("status", type_=String()),
         bindparam("now", type_=DateTime(timezone=True)),
         bindparam("now", type_=DateTime(timezone=True)),
@@ -123,6 +158,11 @@ async def insert_notifications(
             "ids": rows.ids,
             "recipients": rows.recipients,
             "template_ids": rows.template_ids,
+            "template_versions": rows.template_versions,
+            "references": rows.references,
+            "sms_sender_ids": rows.sms_sender_ids,
+            "email_reply_to_ids": rows.email_reply_to_ids,
+            "unsubscribe_urls": rows.unsubscribe_urls,
             "status": status,
             "now": now,
             "notification_ids": rows.personalization_ids,
@@ -133,12 +173,23 @@ async def insert_notifications(
     await connection.execute(WAKE_WORKERS)
 
 
+def of_version(template_id: ColumnElement[uuid.UUID], version: ColumnElement[int]) -> ColumnElement[bool]:
+    """The join of a notification to the template version it was rendered from.
+
+    Args:
+        template_id: The notification's template column.
+        version: The notification's version column.
+    """
+    return (template_versions.c.template_id == template_id) & (template_versions.c.version == version)
+
+
 def select_notifications() -> Select[tuple[object, ...]]:
-    """Notifications with their template's subject and content and their personalization, in one statement.
+    """Notifications with the subject and content of their template's version and their personalization.
 
     Returns:
-        A select of the notification columns plus ``subject`` and ``content`` (null without a template)
-        and the personalization as two parallel arrays (null when there is none).
+        A select of the notification columns plus ``subject`` and ``content`` of the version the
+        notification was rendered from (null without a template) and the personalization as two
+        parallel arrays (null when there is none).
     """
     personalization = (
         select(
@@ -151,13 +202,13 @@ def select_notifications() -> Select[tuple[object, ...]]:
     return (
         select(
             notifications,
-            templates.c.subject,
-            templates.c.content,
+            template_versions.c.subject,
+            template_versions.c.content,
             personalization.c.personalization_keys,
             personalization.c.personalization_values,
         )
         .select_from(notifications)
-        .outerjoin(templates, templates.c.id == notifications.c.template_id)
+        .outerjoin(template_versions, of_version(notifications.c.template_id, notifications.c.template_version))
         .join(personalization, true())
     )
 

@@ -3,12 +3,12 @@
 import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, computed_field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
 
 from fastapi1.models.notifications import PERSONALIZATION_KEY_MAX
 from fastapi1.models.services import SERVICE_NAME_MAX, TEMPLATE_CONTENT_MAX, TEMPLATE_NAME_MAX, TEMPLATE_SUBJECT_MAX
 from fastapi1.services import templating
-from fastapi1.types import NoNul, Timestamp
+from fastapi1.types import NoNul, TemplateType, Timestamp
 
 
 def check_placeholder_names(text: str) -> str:
@@ -82,8 +82,28 @@ class Service(BaseModel):
     updated_at: Timestamp
 
 
+def check_subject(template_type: TemplateType, subject: str | None) -> None:
+    """Refuse a subject on a text message template, and an e-mail template without one.
+
+    Args:
+        template_type: The template's type.
+        subject: Its subject.
+
+    Raises:
+        ValueError: When the two do not go together.
+    """
+    if template_type == "email" and not subject:
+        raise ValueError("an email template needs a subject")
+    if template_type == "sms" and subject is not None:
+        raise ValueError("an sms template has no subject")
+
+
 class TemplateCreate(BaseModel):
-    """A new template; ``((name))`` marks a placeholder."""
+    """A new template; ``((name))`` marks a placeholder.
+
+    Without ``template_type`` a template is ``email`` when it has a subject and ``sms`` otherwise,
+    so that clients from before types existed keep working.
+    """
 
     model_config = ConfigDict(
         extra="forbid",
@@ -91,6 +111,7 @@ class TemplateCreate(BaseModel):
             "examples": [
                 {
                     "name": "Concert reminder",
+                    "template_type": "email",
                     "subject": "((band)) tonight",
                     "content": "Hello ((name)), ((band)) plays tonight. Doors open at 7.",
                 }
@@ -99,22 +120,65 @@ class TemplateCreate(BaseModel):
     )
 
     name: TemplateName
+    template_type: TemplateType | None = Field(
+        default=None, description="`email` (a subject is required) or `sms` (no subject); inferred from the subject."
+    )
     subject: TemplateSubject | None = None
     content: TemplateContent
 
+    @model_validator(mode="after")
+    def typed(self) -> "TemplateCreate":
+        """Infer the type from the subject when it is not given, and check the two go together.
+
+        Returns:
+            The template, typed.
+        """
+        if self.template_type is None:
+            self.template_type = "email" if self.subject is not None else "sms"
+        check_subject(self.template_type, self.subject)
+        return self
+
+
+class TemplateUpdate(BaseModel):
+    """A change to a template: the fields given replace the current version's, and make the next version."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"content": "Hello ((name)), doors now open at 8."}]}
+    )
+
+    name: TemplateName | None = None
+    subject: TemplateSubject | None = None
+    content: TemplateContent | None = None
+
+    @model_validator(mode="after")
+    def changes_something(self) -> "TemplateUpdate":
+        """Refuse a change that names no field.
+
+        Returns:
+            The change.
+
+        Raises:
+            ValueError: When no field is given.
+        """
+        if not self.model_fields_set:
+            raise ValueError("give at least one of name, subject, content")
+        return self
+
 
 class Template(BaseModel):
-    """A stored template; ``placeholders`` are read from subject and content."""
+    """A template at one version; ``placeholders`` are read from that version's subject and content."""
 
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
     service_id: uuid.UUID
     name: str
+    template_type: TemplateType
+    version: int = Field(description="The version shown: the current one unless another was asked for.")
     subject: str | None
     content: str
     created_at: Timestamp
-    updated_at: Timestamp
+    updated_at: Timestamp = Field(description="When this version was made.")
 
     @computed_field  # type: ignore[prop-decorator]
     @property
