@@ -26,6 +26,7 @@ from fastapi1.notifications.views import router as notifications_router
 from fastapi1.openapi import Fastapi1
 from fastapi1.predictions.controller import open_gateway
 from fastapi1.predictions.views import router as predictions_router
+from fastapi1.senders.views import router as senders_router
 from fastapi1.services.views import router as services_router
 from fastapi1.status.views import metrics_router
 from fastapi1.status.views import router as status_router
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notifications_router)
     app.include_router(services_router)
     app.include_router(keys_router)
+    app.include_router(senders_router)
     app.include_router(additions_router)
     app.include_router(predictions_router)
     return app

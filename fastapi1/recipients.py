@@ -5,6 +5,9 @@ An address (anything with ``@``) is compared without case; a phone number in E.1
 country code, as GOV.UK Notify does), read by ``phonenumbers``.
 """
 
+import re
+
+import email_validator
 import phonenumbers
 
 DEFAULT_REGION = "GB"
@@ -78,3 +81,47 @@ def guest_list_key(recipient: str) -> str | None:
         return normalised_recipient(recipient)
     except ValueError:
         return None
+
+
+def checked_email_address(address: str) -> str:
+    """An e-mail address as given, once ``email-validator`` found it well formed (its domain is not looked up).
+
+    Args:
+        address: The address.
+
+    Returns:
+        The address, surrounding whitespace removed.
+
+    Raises:
+        ValueError: When it is not a valid e-mail address (Notify's message).
+    """
+    stripped = address.strip()
+    try:
+        email_validator.validate_email(stripped, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        raise ValueError("Not a valid email address") from None
+    return stripped
+
+
+# Notify's alphanumeric sender: 3 to 11 letters, digits and spaces (a number is checked as one).
+ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 ]{3,11}")
+
+
+def checked_sms_sender(sender: str) -> str:
+    """A text message sender: a phone number (in E.164) or 3 to 11 letters, digits and spaces.
+
+    Args:
+        sender: The sender.
+
+    Returns:
+        The sender, a number normalised.
+
+    Raises:
+        ValueError: When it is neither.
+    """
+    if ALPHANUMERIC_SENDER.fullmatch(sender) and not sender.strip().lstrip("+").isdigit():
+        return sender
+    try:
+        return normalised_phone_number(sender)
+    except ValueError:
+        raise ValueError("must be a phone number or 3 to 11 letters, digits and spaces") from None

@@ -9,9 +9,9 @@ from fastapi1.auth.dependencies import ADMIN_ONLY
 from fastapi1.bodies import CONTENT_TOO_LARGE, JsonBodyRoute
 from fastapi1.db.session import ReadSession, WriteSession
 from fastapi1.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, Unauthenticated, responses
-from fastapi1.types import TemplateType
 from fastapi1.services import controller
 from fastapi1.services.schemas import Service, ServiceCreate, Template, TemplateCreate, TemplateUpdate
+from fastapi1.types import TemplateType
 
 # Admin routes: an admin token where AUTH_REQUIRED, and a service token never.
 router = APIRouter(
