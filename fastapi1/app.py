@@ -13,7 +13,7 @@ from fastapi1.additions.views import router as additions_router
 from fastapi1.auth.controller import Authenticator
 from fastapi1.bodies import BodyLimitMiddleware
 from fastapi1.broker.connection import open_broker
-from fastapi1.config import LIMITS, Settings
+from fastapi1.config import LIMITS, DeliverySettings, Settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
 from fastapi1.docs import install_docs
@@ -30,6 +30,7 @@ from fastapi1.senders.views import router as senders_router
 from fastapi1.services.views import router as services_router
 from fastapi1.status.views import metrics_router
 from fastapi1.status.views import router as status_router
+from fastapi1.v2.views import router as notify_router
 
 logger = logging.getLogger("fastapi1")
 
@@ -106,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     settings = app.state.settings = settings or Settings()
+    # The address /v2 says e-mails come from (the worker's SMTP_FROM).
+    app.state.from_email = DeliverySettings().smtp_from
     configure_log_format(settings.log_format)
     # Added first, so it runs inside the request log and every 413 is logged with its request id.
     app.add_middleware(
@@ -122,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(status_router)
     app.include_router(metrics_router)
     app.include_router(notifications_router)
+    app.include_router(notify_router)
     app.include_router(services_router)
     app.include_router(keys_router)
     app.include_router(senders_router)

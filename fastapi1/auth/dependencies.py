@@ -6,9 +6,11 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from fastapi1.auth import tokens
 from fastapi1.auth.controller import Authenticator
 from fastapi1.auth.schemas import Caller
 from fastapi1.bodies import BEFORE_BODY
+from fastapi1.errors import Unauthenticated
 from fastapi1.limits.limiter import Limiter
 
 
@@ -85,6 +87,23 @@ async def authenticate_service(
     return caller
 
 
+async def authenticate_notify_client(
+    request: Request, authorization: Annotated[str | None, Depends(service_token)]
+) -> Caller:
+    """The service calling a ``/v2`` route: a service token is always required there, whatever AUTH_REQUIRED says.
+
+    Args:
+        request: The request.
+        authorization: Its ``Authorization`` header.
+
+    Raises:
+        Unauthenticated: Without a token.
+    """
+    if not authorization:
+        raise Unauthenticated(tokens.NO_TOKEN)
+    return await authenticate_service(request, authorization)
+
+
 async def authenticate_admin(request: Request, authorization: Annotated[str | None, Depends(admin_token)]) -> None:
     """Refuse an admin route's request without a valid admin token (where one is needed).
 
@@ -110,6 +129,8 @@ def before_body(dependency: Callable[[Request, str | None], Awaitable[object]]) 
 
 BEFORE_BODY[authenticate_service] = before_body(authenticate_service)
 BEFORE_BODY[authenticate_admin] = before_body(authenticate_admin)
+BEFORE_BODY[authenticate_notify_client] = before_body(authenticate_notify_client)
 ServiceCaller = Annotated[Caller, Depends(authenticate_service)]
+NotifyClient = Annotated[Caller, Depends(authenticate_notify_client)]
 LimiterDep = Annotated[Limiter, Depends(get_limiter)]
 ADMIN_ONLY = Depends(authenticate_admin)

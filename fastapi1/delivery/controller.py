@@ -50,15 +50,6 @@ def backoff(attempt: int, base_s: float, rng: random.Random) -> float:
     return rng.uniform(0, base_s * 2 ** (attempt - 1))
 
 
-def plain_body(personalization: dict[str, str]) -> str:
-    """The body of a notification without a template: its personalization, one ``key: value`` per line.
-
-    Args:
-        personalization: The personalization.
-    """
-    return "\n".join(f"{key}: {value}" for key, value in sorted(personalization.items()))
-
-
 def to_message(row: Row[tuple[object, ...]], templates: notifications_controller.ScannedTemplates) -> Message:
     """Render a claimed notification into the message a provider sends.
 
@@ -72,7 +63,7 @@ def to_message(row: Row[tuple[object, ...]], templates: notifications_controller
     template = notifications_controller.stored_template(values, templates)
     simulated = values["key_type"] == "test"
     if template is None:
-        subject, body = None, plain_body(personalization)
+        subject, body = None, notifications_controller.plain_body(personalization)
     else:
         subject, body = template.render(personalization)
     return Message(

@@ -289,6 +289,15 @@ async def create_notifications(
     return created
 
 
+def plain_body(personalization: dict[str, str]) -> str:
+    """The body of a notification without a template: its personalization, one ``key: value`` per line.
+
+    Args:
+        personalization: The personalization.
+    """
+    return "\n".join(f"{key}: {value}" for key, value in sorted(personalization.items()))
+
+
 def rendered(template: templating.ParsedTemplate | None, values: dict[str, str]) -> tuple[str | None, str | None]:
     """The subject and body of a notification, both None without a template.
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.db.sql import unnest
@@ -337,6 +338,93 @@ async def list_notifications(
         "limit": limit,
         "status": status,
         "template_id": template_id,
+    }
+    if older_than is not None:
+        parameters["created_at"], parameters["id"] = older_than
+    connection = await session.connection()
+    return (await connection.execute(statement, parameters)).all()
+
+
+def expanded_statuses(statuses: Sequence[str]) -> list[str] | None:
+    """The statuses a list of status filters keeps (``failed``: every failure status); None for no filter.
+
+    Args:
+        statuses: Statuses, and maybe ``failed``.
+    """
+    if not statuses:
+        return None
+    expanded = {status for status in statuses if status != FAILED}
+    if FAILED in statuses:
+        expanded.update(FAILURE_STATUSES)
+    return sorted(expanded)
+
+
+# A notification's channel, as delivery decides it: an address is e-mail, anything else SMS.
+_IS_EMAIL = func.strpos(notifications.c.to, "@") > 0
+
+
+@functools.cache
+def notify_list_statement(
+    after: bool, by_statuses: bool, channel: str | None, by_reference: bool
+) -> Select[tuple[object, ...]]:
+    """The page query of Notify's list for one combination of cursor and filters, built once per combination.
+
+    Args:
+        after: Whether the page starts after a ``(created_at, id)`` position.
+        by_statuses: Whether to keep some statuses only (parameter ``statuses``).
+        channel: ``email`` or ``sms`` to keep that channel only, None for both.
+        by_reference: Whether to keep one client reference only (parameter ``reference``).
+
+    Returns:
+        The statement; parameters ``service_id``, ``limit`` and, as used, ``created_at``, ``id``,
+        ``statuses``, ``reference``.
+    """
+    statement = select_notifications().where(owned(True))
+    if after:
+        position = tuple_(bindparam("created_at", type_=DateTime(timezone=True)), bindparam("id", type_=Uuid()))
+        statement = statement.where(tuple_(notifications.c.created_at, notifications.c.id) < position)
+    if by_statuses:
+        statement = statement.where(notifications.c.status == func.any(bindparam("statuses", type_=ARRAY(String()))))
+    if channel is not None:
+        statement = statement.where(_IS_EMAIL if channel == "email" else ~_IS_EMAIL)
+    if by_reference:
+        statement = statement.where(
+            notifications.c.reference == bindparam("reference", type_=String()), notifications.c.reference.is_not(None)
+        )
+    order = (notifications.c.created_at.desc(), notifications.c.id.desc())
+    return statement.order_by(*order).limit(bindparam("limit", type_=Integer()))
+
+
+async def list_notify_notifications(
+    session: AsyncSession,
+    service_id: uuid.UUID,
+    limit: int,
+    older_than: tuple[datetime, uuid.UUID] | None,
+    statuses: list[str] | None,
+    channels: Sequence[str],
+    reference: str | None,
+) -> Sequence[Row[tuple[object, ...]]]:
+    """Load a page of a service's notifications for Notify's list, newest first.
+
+    Args:
+        session: Any session.
+        service_id: The service.
+        limit: Most rows to return.
+        older_than: Sort key to start after, or None for the newest.
+        statuses: Only these statuses, or None for any.
+        channels: Only these channels (``email``, ``sms``); none or both for any.
+        reference: Only this client reference, or any.
+
+    Returns:
+        Rows of :func:`select_notifications`.
+    """
+    channel = channels[0] if len(set(channels)) == 1 else None
+    statement = notify_list_statement(older_than is not None, statuses is not None, channel, reference is not None)
+    parameters: dict[str, object] = {
+        "service_id": service_id,
+        "limit": limit,
+        "statuses": statuses,
+        "reference": reference,
     }
     if older_than is not None:
         parameters["created_at"], parameters["id"] = older_than

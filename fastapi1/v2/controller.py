@@ -1,0 +1,482 @@
+"""``/v2`` logic: GOV.UK Notify's requests mapped onto the notification and template controllers, and Notify's answers.
+
+Nothing here creates, renders or stores a notification by itself: sending goes through
+:func:`fastapi1.notifications.controller.create_notifications`, reading through the
+notification DAO, as ``/notifications/v1`` does; this module only checks what Notify checks
+on top (template type, senders) and writes Notify's bodies.
+"""
+
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import Row, RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fastapi1.auth.schemas import Caller
+from fastapi1.errors import NotFound
+from fastapi1.limits.limiter import Limiter
+from fastapi1.models.notifications import NOTIFICATION_STATUSES
+from fastapi1.notifications import controller as notifications
+from fastapi1.notifications import dao as notifications_dao
+from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord
+from fastapi1.recipients import is_email_address
+from fastapi1.senders import dao as senders_dao
+from fastapi1.senders.dao import SenderKind
+from fastapi1.services import controller as services
+from fastapi1.services import templating
+from fastapi1.types import TemplateType
+from fastapi1.v2.errors import NotifyBadRequest, NotifyValidationError
+from fastapi1.v2.schemas import EmailNotificationRequest, SmsNotificationRequest
+
+# Characters that start Markdown formatting, escaped in the values named by ``sanitise_content_for``.
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#>~^|])")
+LETTERS_REFUSED = "Service is not allowed to send letters"
+
+
+@dataclass(frozen=True, slots=True)
+class Urls:
+    """Where the routes are, for the ``uri`` fields: the request's own base URL."""
+
+    base: str
+
+    def notification(self, notification_id: uuid.UUID) -> str:
+        """The notification's URL.
+
+        Args:
+            notification_id: The notification.
+        """
+        return f"{self.base}v2/notifications/{notification_id}"
+
+    def template(self, template_id: uuid.UUID, version: int) -> dict[str, Any]:
+        """Notify's ``template`` object: the id, the version, and where that version is read.
+
+        Args:
+            template_id: The template.
+            version: Its version.
+        """
+        return {"id": template_id, "version": version, "uri": f"{self.base}v2/template/{template_id}/version/{version}"}
+
+
+def escape_markdown(value: str) -> str:
+    """A value with its Markdown formatting characters backslash-escaped, so that it shows as written.
+
+    Args:
+        value: A personalisation value.
+    """
+    return MARKDOWN_SPECIALS.sub(r"\\\1", value)
+
+
+def require_service(caller: Caller) -> uuid.UUID:
+    """The caller's service: ``/v2`` always has one (its dependency requires a service token).
+
+    Args:
+        caller: The caller.
+    """
+    assert caller.service_id is not None
+    return caller.service_id
+
+
+async def resolve_sender(
+    session: AsyncSession, kind: SenderKind, service_id: uuid.UUID, sender_id: uuid.UUID | None
+) -> Row[tuple[uuid.UUID, str]] | None:
+    """The sender a notification goes out with: the one asked for (which must be the service's), else the default.
+
+    Args:
+        session: The session.
+        kind: Which kind of sender.
+        service_id: The sending service.
+        sender_id: The id asked for, or None.
+
+    Returns:
+        ``(id, value)``, or None when none was asked for and the service has no default.
+
+    Raises:
+        NotifyBadRequest: When the id is not one of the service's (Notify's message).
+    """
+    sender = await senders_dao.resolve_sender(session, kind, service_id, sender_id)
+    if sender is None and sender_id is not None:
+        field = "sms_sender_id" if kind == "sms_sender" else "email_reply_to_id"
+        raise NotifyBadRequest(f"{field} {sender_id} does not exist in database for service id {service_id}")
+    return sender
+
+
+async def send(
+    session: AsyncSession,
+    caller: Caller,
+    limiter: Limiter,
+    item: NotificationCreate,
+    expected: TemplateType,
+    fields: notifications.NotifyFields,
+) -> tuple[NotificationRecord, notifications.CurrentTemplate]:
+    """Create one notification from a template of the expected type, through the shared controller.
+
+    Args:
+        session: The write session.
+        caller: The sending service.
+        limiter: Its limits.
+        item: The notification, as ``/notifications/v1`` takes it.
+        expected: The template type the route sends.
+        fields: Notify's fields.
+
+    Returns:
+        The stored notification and its template.
+
+    Raises:
+        NotifyBadRequest: When the template is of the other type.
+    """
+    loaded = await notifications.load_templates(session, [item], caller)
+    assert item.template_id is not None
+    template = loaded[item.template_id]
+    if template.template_type != expected:
+        raise NotifyBadRequest(f"{template.template_type} template is not suitable for {expected} notification")
+    checked = notifications.checked_templates([item], loaded, in_list=False)
+    (created,) = await notifications.create_notifications(
+        session, [item], caller, limiter, in_list=False, fields=fields, templates=checked
+    )
+    return created, template
+
+
+async def send_email(
+    session: AsyncSession,
+    caller: Caller,
+    limiter: Limiter,
+    request: EmailNotificationRequest,
+    urls: Urls,
+    from_email: str,
+) -> dict[str, Any]:
+    """``POST /v2/notifications/email``.
+
+    Args:
+        session: The write session.
+        caller: The sending service.
+        limiter: Its limits.
+        request: The request.
+        urls: Where the routes are.
+        from_email: The address e-mails come from.
+
+    Returns:
+        Notify's answer.
+    """
+    service_id = require_service(caller)
+    personalisation = dict(request.personalisation or {})
+    for key in request.sanitise_content_for or ():
+        personalisation[key] = escape_markdown(personalisation[key])
+    reply_to = await resolve_sender(session, "email_reply_to", service_id, request.email_reply_to_id)
+    fields = notifications.NotifyFields(
+        reference=request.reference,
+        email_reply_to_id=None if reply_to is None else reply_to.id,
+        one_click_unsubscribe_url=request.one_click_unsubscribe_url,
+    )
+    item = NotificationCreate.model_construct(
+        to=request.email_address, personalization=personalisation or None, template_id=request.template_id
+    )
+    created, template = await send(session, caller, limiter, item, "email", fields)
+    return {
+        "id": created["id"],
+        "reference": request.reference,
+        "content": {
+            "body": created["body"],
+            "subject": created["subject"],
+            "from_email": from_email,
+            "one_click_unsubscribe_url": request.one_click_unsubscribe_url,
+        },
+        "uri": urls.notification(created["id"]),
+        "template": urls.template(request.template_id, template.version),
+        "scheduled_for": None,
+    }
+
+
+async def send_sms(
+    session: AsyncSession, caller: Caller, limiter: Limiter, request: SmsNotificationRequest, urls: Urls
+) -> dict[str, Any]:
+    """``POST /v2/notifications/sms``.
+
+    Args:
+        session: The write session.
+        caller: The sending service.
+        limiter: Its limits.
+        request: The request.
+        urls: Where the routes are.
+
+    Returns:
+        Notify's answer.
+    """
+    service_id = require_service(caller)
+    sender = await resolve_sender(session, "sms_sender", service_id, request.sms_sender_id)
+    fields = notifications.NotifyFields(
+        reference=request.reference, sms_sender_id=None if sender is None else sender.id
+    )
+    item = NotificationCreate.model_construct(
+        to=request.phone_number, personalization=request.personalisation or None, template_id=request.template_id
+    )
+    created, template = await send(session, caller, limiter, item, "sms", fields)
+    return {
+        "id": created["id"],
+        "reference": request.reference,
+        "content": {"body": created["body"], "from_number": None if sender is None else sender.value},
+        "uri": urls.notification(created["id"]),
+        "template": urls.template(request.template_id, template.version),
+        "scheduled_for": None,
+    }
+
+
+def notify_notification(
+    row: Row[tuple[object, ...]], scanned: notifications.ScannedTemplates, urls: Urls
+) -> dict[str, Any]:
+    """A stored notification as Notify shows it.
+
+    Args:
+        row: A row of :func:`fastapi1.notifications.dao.select_notifications`.
+        scanned: Template versions scanned for this response.
+        urls: Where the routes are.
+    """
+    record = notifications.to_notification(row, scanned)
+    values: RowMapping = row._mapping
+    email = is_email_address(record["to"])
+    template_id, version = values["template_id"], values["template_version"]
+    letter_fields: dict[str, None] = dict.fromkeys(("line_1", "line_2", "line_3", "line_4", "line_5", "line_6"))
+    return {
+        "id": record["id"],
+        "reference": values["reference"],
+        "email_address": record["to"] if email else None,
+        "phone_number": None if email else record["to"],
+        **letter_fields,
+        "postcode": None,
+        "postage": None,
+        "type": "email" if email else "sms",
+        "status": record["status"],
+        "template": None if template_id is None else urls.template(template_id, version),
+        "body": record["body"] if record["body"] is not None else notifications.plain_body(record["personalization"]),
+        "subject": record["subject"] if email else None,
+        "created_at": record["created_at"],
+        "created_by_name": None,
+        "sent_at": record["sent_at"],
+        "completed_at": record["completed_at"],
+        "scheduled_for": None,
+        "one_click_unsubscribe_url": values["one_click_unsubscribe_url"],
+    }
+
+
+async def get_notification(
+    session: AsyncSession, caller: Caller, notification_id: uuid.UUID, urls: Urls
+) -> dict[str, Any]:
+    """``GET /v2/notifications/{id}``.
+
+    Args:
+        session: A read session.
+        caller: The service whose notification it must be.
+        notification_id: The id.
+        urls: Where the routes are.
+
+    Returns:
+        Notify's notification.
+
+    Raises:
+        NotFound: When the service has no such notification.
+    """
+    row = await notifications_dao.get_notification(session, notification_id, require_service(caller))
+    if row is None:
+        raise NotFound(f"Notification {notification_id} not found")
+    return notify_notification(row, {}, urls)
+
+
+# What the list's status filter takes: a status, or Notify's ``failed`` for the three failures.
+STATUS_FILTERS = (*NOTIFICATION_STATUSES, notifications_dao.FAILED)
+
+
+def checked_statuses(statuses: Sequence[str]) -> list[str]:
+    """The status filters, each one Notify's list takes.
+
+    Args:
+        statuses: The ``status`` query values.
+
+    Raises:
+        NotifyValidationError: For a value that is not a status (Notify's message).
+    """
+    for status in statuses:
+        if status not in STATUS_FILTERS:
+            raise NotifyValidationError(f"status {status[:64]} is not one of [{', '.join(STATUS_FILTERS)}]")
+    return list(statuses)
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationFilters:
+    """The filters of ``GET /v2/notifications``."""
+
+    statuses: Sequence[str] = ()
+    template_types: Sequence[TemplateType] = ()
+    reference: str | None = None
+    older_than: uuid.UUID | None = None
+
+
+async def list_notifications(
+    session: AsyncSession,
+    caller: Caller,
+    filters: NotificationFilters,
+    page_size: int,
+    urls: Urls,
+    query: Mapping[str, Any],
+) -> dict[str, Any]:
+    """``GET /v2/notifications``: a page, newest first, and Notify's links.
+
+    Args:
+        session: A read session.
+        caller: Whose notifications.
+        filters: The filters.
+        page_size: Notifications per page.
+        urls: Where the routes are.
+        query: The request's query, as pairs to repeat in the links.
+
+    Returns:
+        ``{"notifications", "links"}``; ``links.next`` whenever the page is not empty, as Notify's clients expect.
+    """
+    service_id = require_service(caller)
+    position = None
+    if filters.older_than is not None:
+        position = await notifications_dao.get_position(session, filters.older_than, service_id)
+        if position is None:
+            # Notify answers an unknown cursor with an empty page, not an error.
+            return {"notifications": [], "links": {"current": links_url(urls, query, None)}}
+    rows = await notifications_dao.list_notify_notifications(
+        session,
+        service_id,
+        page_size,
+        position,
+        notifications_dao.expanded_statuses(filters.statuses),
+        sorted(set(filters.template_types)),
+        filters.reference,
+    )
+    scanned: notifications.ScannedTemplates = {}
+    page = [notify_notification(row, scanned, urls) for row in rows]
+    links = {"current": links_url(urls, query, filters.older_than)}
+    if page:
+        links["next"] = links_url(urls, query, page[-1]["id"])
+    return {"notifications": page, "links": links}
+
+
+def links_url(urls: Urls, query: Mapping[str, Any], older_than: uuid.UUID | None) -> str:
+    """The list's URL with the same filters, starting after ``older_than``.
+
+    Args:
+        urls: Where the routes are.
+        query: The request's filters (``older_than`` is replaced).
+        older_than: The cursor, or None.
+    """
+    pairs = [(key, value) for key, value in query.items() if key != "older_than"]
+    if older_than is not None:
+        pairs.append(("older_than", str(older_than)))
+    suffix = f"?{urlencode(pairs, doseq=True)}" if pairs else ""
+    return f"{urls.base}v2/notifications{suffix}"
+
+
+def notify_template(row: Row[tuple[object, ...]]) -> dict[str, Any]:
+    """A template at one version as Notify shows it.
+
+    Args:
+        row: A template row of :mod:`fastapi1.services.dao`.
+    """
+    values = row._mapping
+    return {
+        "id": values["id"],
+        "name": values["name"],
+        "type": values["template_type"],
+        "created_at": notifications.timestamp(values["created_at"]),
+        "updated_at": notifications.timestamp(values["updated_at"]) if values["version"] > 1 else None,
+        "created_by": None,
+        "version": values["version"],
+        "body": values["content"],
+        "subject": values["subject"],
+        "letter_contact_block": None,
+        "postage": None,
+        "personalisation": {
+            name: {"required": True} for name in templating.placeholders(values["subject"], values["content"])
+        },
+    }
+
+
+async def get_template(
+    session: AsyncSession, caller: Caller, template_id: uuid.UUID, version: int | None = None
+) -> dict[str, Any]:
+    """``GET /v2/template/{id}`` and ``/version/{version}``.
+
+    Args:
+        session: A read session.
+        caller: Whose template it must be.
+        template_id: The template.
+        version: The version, or None for the current one.
+
+    Returns:
+        Notify's template.
+    """
+    return notify_template(await services.get_template(session, require_service(caller), template_id, version))
+
+
+async def list_templates(session: AsyncSession, caller: Caller, template_type: TemplateType | None) -> dict[str, Any]:
+    """``GET /v2/templates``.
+
+    Args:
+        session: A read session.
+        caller: Whose templates.
+        template_type: Only this type, or every type.
+
+    Returns:
+        ``{"templates": [...]}``.
+    """
+    rows = await services.list_templates(session, require_service(caller), template_type)
+    return {"templates": [notify_template(row) for row in rows]}
+
+
+async def list_template_versions(
+    session: AsyncSession, caller: Caller, service_id: uuid.UUID, template_id: uuid.UUID
+) -> dict[str, Any]:
+    """Every version of a template, oldest first (Notify's internal route that its client calls).
+
+    Args:
+        session: A read session.
+        caller: The calling service: it may read its own templates only.
+        service_id: The service the path names.
+        template_id: The template.
+
+    Returns:
+        ``{"data": [...]}``.
+
+    Raises:
+        NotFound: When the path names another service, or the service has no such template.
+    """
+    if service_id != require_service(caller):
+        raise NotFound(f"Template {template_id} not found")
+    rows = await services.list_versions(session, service_id, template_id)
+    return {"data": [notify_template(row) | {"service": service_id} for row in rows]}
+
+
+async def preview_template(
+    session: AsyncSession, caller: Caller, template_id: uuid.UUID, personalisation: dict[str, str]
+) -> dict[str, Any]:
+    """``POST /v2/template/{id}/preview``: the current version rendered, checked as a notification would be.
+
+    Args:
+        session: A read session.
+        caller: Whose template it must be.
+        template_id: The template.
+        personalisation: The values.
+
+    Returns:
+        Notify's preview.
+    """
+    row = await services.get_template(session, require_service(caller), template_id)
+    parsed = templating.parse_template(row.subject, row.content)
+    notifications.check_personalization(parsed, personalisation, ("body", "personalisation"))
+    subject, body = parsed.render(personalisation)
+    return {
+        "id": row.id,
+        "type": row.template_type,
+        "version": row.version,
+        "body": body,
+        "subject": subject,
+        "html": None,
+        "postage": None,
+    }
