@@ -103,8 +103,6 @@ EmailAddress = Annotated[
 ]
 PhoneNumber = Annotated[
     str,
-    # Notify's clients may send a number as a JSON number.
-    BeforeValidator(lambda value: str(value) if isinstance(value, int) and not isinstance(value, bool) else value),
     StringConstraints(min_length=1, max_length=RECIPIENT_MAX),
     NoNul,
     AfterValidator(checked_phone_number),
@@ -264,7 +262,7 @@ class NotifyNotification(BaseModel):
     phone_number: str | None
     type: NotificationType
     status: str
-    template: TemplateReference
+    template: TemplateReference | None = Field(description="Null for a notification sent without a template (v1).")
     body: str
     subject: str | None
     created_at: str

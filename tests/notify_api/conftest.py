@@ -1,18 +1,25 @@
 """Fixtures of the ``/v2`` tests: the auth tests' application, a service with a key, and its templates."""
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from httpx import AsyncClient
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
 
+from fastapi1.app import create_app
+from fastapi1.config import Settings
 from tests.auth.conftest import (  # noqa: F401 (fixtures)
     Key,
     admin_headers,
     auth_app,
     auth_client,
+    auth_connection,
     auth_database_url,
     auth_settings,
+    dev_app,
+    dev_client,
     new_key,
     new_service,
 )
@@ -52,3 +59,30 @@ async def service(auth_client: AsyncClient) -> Service:
     )
     sms = await new_template(auth_client, service_id, template_type="sms", content="((name)): doors at 7")
     return Service(service_id, key, str(email["id"]), str(sms["id"]))
+
+
+def v2_error(status: int, error: str, message: str) -> dict[str, object]:
+    """Notify's error body with one error.
+
+    Args:
+        status: The status code.
+        error: The error's name.
+        message: Its message.
+    """
+    return {"status_code": status, "errors": [{"error": error, "message": message}]}
+
+
+@pytest.fixture(scope="session")
+async def limited_app(auth_settings: Settings) -> AsyncIterator[FastAPI]:
+    """The application with small limits: 3 requests a minute per key, 4 notifications a day per service."""
+    settings = auth_settings.model_copy(update={"rate_limit_per_minute": 3, "service_daily_limit": 4})
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def limited_client(limited_app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """A client of :func:`limited_app`."""
+    async with AsyncClient(transport=ASGITransport(app=limited_app), base_url="http://limited") as http:
+        yield http
