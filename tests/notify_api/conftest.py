@@ -50,7 +50,7 @@ async def new_template(client: AsyncClient, service_id: uuid.UUID, **fields: obj
 
 
 @pytest.fixture
-async def service(auth_client: AsyncClient) -> Service:
+async def service(auth_client: AsyncClient) -> Service:  # noqa: F811 (the fixture)
     """A new service with a normal key, an e-mail template and a text message template."""
     service_id = await new_service(auth_client)
     key = await new_key(auth_client, service_id)
@@ -73,7 +73,7 @@ def v2_error(status: int, error: str, message: str) -> dict[str, object]:
 
 
 @pytest.fixture(scope="session")
-async def limited_app(auth_settings: Settings) -> AsyncIterator[FastAPI]:
+async def limited_app(auth_settings: Settings) -> AsyncIterator[FastAPI]:  # noqa: F811 (the fixture)
     """The application with small limits: 3 requests a minute per key, 4 notifications a day per service."""
     settings = auth_settings.model_copy(update={"rate_limit_per_minute": 3, "service_daily_limit": 4})
     application = create_app(settings)
