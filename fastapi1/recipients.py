@@ -5,6 +5,7 @@ An address (anything with ``@``) is compared without case; a phone number in E.1
 country code, as GOV.UK Notify does), read by ``phonenumbers``.
 """
 
+import functools
 import re
 
 import email_validator
@@ -88,6 +89,16 @@ def normalised_recipient(recipient: str) -> str:
     return stripped.lower() if is_email_address(stripped) else normalised_phone_number(stripped)
 
 
+def is_simulated_delivered(recipient: str) -> bool:
+    """Whether a recipient, as sent, is one of Notify's smoke-test recipients.
+
+    Args:
+        recipient: An address or a number.
+    """
+    return guest_list_key(recipient) in SIMULATED_DELIVERED
+
+
+@functools.lru_cache(maxsize=4_096)
 def guest_list_key(recipient: str) -> str | None:
     """The form a recipient is looked up in the guest list by; None when it can match no entry.
 

@@ -16,7 +16,7 @@ from typing import Protocol
 import aiosmtplib
 
 from fastapi1.config import DeliverySettings
-from fastapi1.recipients import SIMULATED_DELIVERED, SIMULATED_PERMANENT, SIMULATED_TRANSIENT
+from fastapi1.recipients import SIMULATED_DELIVERED, SIMULATED_PERMANENT, SIMULATED_TRANSIENT, guest_list_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +80,10 @@ class Simulator:
             PermanentFailure: For the permanent-failure recipients.
             TransientFailure: For the temporary-failure recipients, every time.
         """
-        if message.to in SIMULATED_PERMANENT:
+        recipient = guest_list_key(message.to)
+        if recipient in SIMULATED_PERMANENT:
             raise PermanentFailure("simulated permanent failure")
-        if message.to in SIMULATED_TRANSIENT:
+        if recipient in SIMULATED_TRANSIENT:
             raise TransientFailure("simulated temporary failure")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
@@ -257,7 +258,8 @@ class Providers:
         Args:
             message: The message.
         """
-        if message.simulated or message.to in SIMULATED:
+        # Compared in canonical form: a number is stored as it was sent (07700 900002, +447700900002).
+        if message.simulated or guest_list_key(message.to) in SIMULATED:
             return self.simulator
         return self.email if "@" in message.to else self.sms
 

@@ -24,7 +24,7 @@ from fastapi1.models.notifications import NOTIFICATION_STATUSES
 from fastapi1.notifications import controller as notifications
 from fastapi1.notifications import dao as notifications_dao
 from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord
-from fastapi1.recipients import SIMULATED_DELIVERED, is_email_address
+from fastapi1.recipients import is_email_address, is_simulated_delivered
 from fastapi1.senders import dao as senders_dao
 from fastapi1.senders.dao import SenderKind
 from fastapi1.services import controller as services
@@ -137,7 +137,7 @@ async def send(
     if template.template_type != expected:
         raise NotifyBadRequest(f"{template.template_type} template is not suitable for {expected} notification")
     checked = notifications.checked_templates([item], loaded, in_list=False)
-    if item.to in SIMULATED_DELIVERED:
+    if is_simulated_delivered(item.to):
         return smoke_test(item, template), template
     (created,) = await notifications.create_notifications(
         session, [item], caller, limiter, in_list=False, fields=fields, templates=checked
@@ -433,11 +433,12 @@ def links_url(urls: Urls, query: Mapping[str, Any], older_than: uuid.UUID | None
     return f"{urls.base}v2/notifications{suffix}"
 
 
-def notify_template(row: Row[tuple[object, ...]]) -> dict[str, Any]:
+def notify_template(row: Row[tuple[object, ...]], created_by: str) -> dict[str, Any]:
     """A template at one version as Notify shows it.
 
     Args:
         row: A template row of :mod:`fastapi1.services.dao`.
+        created_by: Who made templates: the admin client (fastapi1 has no users).
     """
     values = row._mapping
     return {
@@ -446,7 +447,7 @@ def notify_template(row: Row[tuple[object, ...]]) -> dict[str, Any]:
         "type": values["template_type"],
         "created_at": notifications.timestamp(values["created_at"]),
         "updated_at": notifications.timestamp(values["updated_at"]) if values["version"] > 1 else None,
-        "created_by": None,
+        "created_by": created_by,
         "version": values["version"],
         "body": values["content"],
         "subject": values["subject"],
@@ -459,7 +460,7 @@ def notify_template(row: Row[tuple[object, ...]]) -> dict[str, Any]:
 
 
 async def get_template(
-    session: AsyncSession, caller: Caller, template_id: uuid.UUID, version: int | None = None
+    session: AsyncSession, caller: Caller, template_id: uuid.UUID, created_by: str, version: int | None = None
 ) -> dict[str, Any]:
     """``GET /v2/template/{id}`` and ``/version/{version}``.
 
@@ -467,21 +468,26 @@ async def get_template(
         session: A read session.
         caller: Whose template it must be.
         template_id: The template.
+        created_by: Who made templates.
         version: The version, or None for the current one.
 
     Returns:
         Notify's template.
     """
-    return notify_template(await services.get_template(session, require_service(caller), template_id, version))
+    row = await services.get_template(session, require_service(caller), template_id, version)
+    return notify_template(row, created_by)
 
 
-async def list_templates(session: AsyncSession, caller: Caller, template_type: str | None) -> dict[str, Any]:
+async def list_templates(
+    session: AsyncSession, caller: Caller, template_type: str | None, created_by: str
+) -> dict[str, Any]:
     """``GET /v2/templates``.
 
     Args:
         session: A read session.
         caller: Whose templates.
         template_type: Only this type (``letter`` finds none), or every type.
+        created_by: Who made templates.
 
     Returns:
         ``{"templates": [...]}``.
@@ -492,19 +498,20 @@ async def list_templates(session: AsyncSession, caller: Caller, template_type: s
             return {"templates": []}
     chosen: TemplateType | None = "email" if template_type == "email" else "sms" if template_type == "sms" else None
     rows = await services.list_templates(session, require_service(caller), chosen)
-    return {"templates": [notify_template(row) for row in rows]}
+    return {"templates": [notify_template(row, created_by) for row in rows]}
 
 
 async def list_template_versions(
-    session: AsyncSession, caller: Caller, service_id: uuid.UUID, template_id: uuid.UUID
+    session: AsyncSession, caller: Caller, service_id: uuid.UUID, template_id: uuid.UUID, created_by: str
 ) -> dict[str, Any]:
-    """Every version of a template, oldest first (Notify's internal route that its client calls).
+    """Every version of a template, oldest first, in the history shape of Notify's internal route its client calls.
 
     Args:
         session: A read session.
         caller: The calling service: it may read its own templates only.
         service_id: The service the path names.
         template_id: The template.
+        created_by: Who made templates.
 
     Returns:
         ``{"data": [...]}``.
@@ -515,7 +522,32 @@ async def list_template_versions(
     if service_id != require_service(caller):
         raise NotFound(f"Template {template_id} not found")
     rows = await services.list_versions(session, service_id, template_id)
-    return {"data": [notify_template(row) | {"service": service_id} for row in rows]}
+    return {"data": [template_history(row, created_by) for row in rows]}
+
+
+def template_history(row: Row[tuple[object, ...]], created_by: str) -> dict[str, Any]:
+    """One version as Notify's internal template history writes it (``template_type``, ``content``).
+
+    Args:
+        row: A version row of :mod:`fastapi1.services.dao`.
+        created_by: Who made templates.
+    """
+    values = row._mapping
+    return {
+        "id": values["id"],
+        "service": values["service_id"],
+        "name": values["name"],
+        "template_type": values["template_type"],
+        "version": values["version"],
+        "subject": values["subject"],
+        "content": values["content"],
+        "created_at": notifications.timestamp(values["created_at"]),
+        "updated_at": notifications.timestamp(values["updated_at"]),
+        "created_by": created_by,
+        "archived": False,
+        "hidden": False,
+        "postage": None,
+    }
 
 
 async def preview_template(

@@ -67,13 +67,13 @@ def reject_oversized(value: str) -> str:
 
 
 def checked_phone_number(number: str) -> str:
-    """A phone number in E.164, validated as Notify validates it, refused in Notify's words.
+    """A phone number validated as Notify validates it, refused in Notify's words.
 
     Args:
         number: UK or international, with any spaces, dashes or brackets.
 
     Returns:
-        ``+<country code><number>``.
+        The number as sent (stored so, as Notify does; its E.164 form is derived where needed).
 
     Raises:
         ValueError: When it is not a valid phone number.
@@ -85,7 +85,7 @@ def checked_phone_number(number: str) -> str:
     if normalised.startswith(f"+{UK_COUNTRY_CODE}") and not is_uk_mobile(phonenumbers.parse(normalised)):
         # A UK landline is a valid number, but no text message reaches it.
         raise ValueError("Not a UK mobile number")
-    return normalised
+    return number
 
 
 # Notify's words for what is wrong with a phone number (its "legacy v2 API" messages).

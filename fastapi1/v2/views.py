@@ -42,6 +42,15 @@ router = APIRouter(tags=["GOV.UK Notify API"], route_class=NotifyRoute, response
 Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
+def created_by(request: Request) -> str:
+    """Who made a service's templates, as Notify's ``created_by`` says: the admin client (fastapi1 has no users).
+
+    Args:
+        request: The request.
+    """
+    return str(request.app.state.settings.admin_client_id)
+
+
 def urls(request: Request) -> controller.Urls:
     """The request's base URL, for the ``uri`` fields.
 
@@ -197,23 +206,26 @@ async def list_notifications(
 
 
 @router.get("/v2/template/{template_id}", summary="Get a template", response_model=NotifyTemplate)
-async def get_template(template_id: uuid.UUID, session: ReadSession, caller: NotifyClient) -> OrjsonResponse:
+async def get_template(
+    template_id: uuid.UUID, request: Request, session: ReadSession, caller: NotifyClient
+) -> OrjsonResponse:
     """Return one of the service's templates at its current version.
 
     \f
     Args:
         template_id: The template.
+        request: The request.
         session: A read session.
         caller: The service.
     """
-    return OrjsonResponse(await controller.get_template(session, caller, template_id))
+    return OrjsonResponse(await controller.get_template(session, caller, template_id, created_by(request)))
 
 
 @router.get(
     "/v2/template/{template_id}/version/{version}", summary="Get a version of a template", response_model=NotifyTemplate
 )
 async def get_template_version(
-    template_id: uuid.UUID, version: Version, session: ReadSession, caller: NotifyClient
+    template_id: uuid.UUID, version: Version, request: Request, session: ReadSession, caller: NotifyClient
 ) -> OrjsonResponse:
     """Return one of the service's templates as it was at that version.
 
@@ -221,10 +233,11 @@ async def get_template_version(
     Args:
         template_id: The template.
         version: The version, from 1.
+        request: The request.
         session: A read session.
         caller: The service.
     """
-    return OrjsonResponse(await controller.get_template(session, caller, template_id, version))
+    return OrjsonResponse(await controller.get_template(session, caller, template_id, created_by(request), version))
 
 
 @router.post(
@@ -251,6 +264,7 @@ async def preview_template(
 
 @router.get("/v2/templates", summary="List templates", response_model=TemplateList)
 async def list_templates(
+    request: Request,
     session: ReadSession,
     caller: NotifyClient,
     template_type: Annotated[
@@ -261,11 +275,12 @@ async def list_templates(
 
     \f
     Args:
+        request: The request.
         session: A read session.
         caller: The service.
         template_type: Type filter.
     """
-    return OrjsonResponse(await controller.list_templates(session, caller, template_type))
+    return OrjsonResponse(await controller.list_templates(session, caller, template_type, created_by(request)))
 
 
 @router.get("/v2/received-text-messages", summary="List received text messages", response_model=ReceivedTexts)
@@ -290,7 +305,7 @@ async def list_received_texts(
     "/service/{service_id}/template/{template_id}/versions", summary="List every version of a template (Notify client)"
 )
 async def list_template_versions(
-    service_id: uuid.UUID, template_id: uuid.UUID, session: ReadSession, caller: NotifyClient
+    service_id: uuid.UUID, template_id: uuid.UUID, request: Request, session: ReadSession, caller: NotifyClient
 ) -> OrjsonResponse:
     """Every version of one of the caller's templates, oldest first, as `{"data": [...]}`.
 
@@ -300,7 +315,9 @@ async def list_template_versions(
     Args:
         service_id: The caller's service.
         template_id: The template.
+        request: The request.
         session: A read session.
         caller: The service.
     """
-    return OrjsonResponse(await controller.list_template_versions(session, caller, service_id, template_id))
+    versions = await controller.list_template_versions(session, caller, service_id, template_id, created_by(request))
+    return OrjsonResponse(versions)

@@ -45,7 +45,7 @@ class TestOneNotification:
         assert read["id"] == sent["id"]
         assert (read["type"], read["phone_number"], read["email_address"], read["reference"]) == (
             "sms",
-            "+447700900123",
+            "07700900123",
             None,
             "r-1",
         )
@@ -103,7 +103,7 @@ class TestOneNotification:
         assert (read["subject"], read["body"], read["template"]["version"]) == ("Hi Ada", "Dear Ada, X plays.", 1)
         via_v2 = await send_sms(auth_client, service)
         back = await auth_client.get(f"/notifications/v1/{via_v2['id']}", headers=service.key.headers())
-        assert (back.status_code, back.json()["to"], back.json()["body"]) == (200, "+447700900123", "A: doors at 7")
+        assert (back.status_code, back.json()["to"], back.json()["body"]) == (200, "07700900123", "A: doors at 7")
 
     async def test_a_letters_pdf_is_refused_for_a_notification_and_404_for_none(
         self, auth_client: AsyncClient, service: Service
@@ -213,7 +213,12 @@ class TestTemplates:
         versions = await auth_client.get(
             f"/service/{service.id}/template/{service.sms_template}/versions", headers=service.key.headers()
         )
-        assert [item["version"] for item in versions.json()["data"]] == [1, 2]
+        data = versions.json()["data"]
+        assert [(item["version"], item["content"], item["template_type"]) for item in data] == [
+            (1, "((name)): doors at 7", "sms"),
+            (2, "((name)), doors at 8", "sms"),
+        ]
+        assert current["created_by"] == "fastapi1-admin"
 
     async def test_a_notification_keeps_the_version_it_was_sent_with(
         self, auth_client: AsyncClient, service: Service

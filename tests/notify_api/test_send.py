@@ -179,7 +179,7 @@ class TestEmail:
 
 
 class TestSms:
-    async def test_a_text_message_is_stored_with_its_number_normalised(
+    async def test_a_text_message_is_stored_with_its_number_as_sent(
         self, auth_client: AsyncClient, service: Service, auth_connection: AsyncConnection
     ) -> None:
         sender = await add_sender(auth_client, service.id, "sms-senders", {"sms_sender": "GOVUK"})
@@ -194,7 +194,7 @@ class TestSms:
         assert answer["content"] == {"body": "Ada: doors at 7", "from_number": "GOVUK"}
         assert answer["template"]["id"] == service.sms_template
         row = await stored(auth_connection, answer["id"])
-        assert (row.to, str(row.sms_sender_id)) == ("+447700900123", sender)
+        assert (row.to, str(row.sms_sender_id)) == ("07700 900-123", sender)
 
     @pytest.mark.parametrize("number", ["+1 202-555-0143", "+33 6 12 34 56 78", "447700900123"])
     async def test_international_numbers_are_accepted_in_e164(
