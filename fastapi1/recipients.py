@@ -11,6 +11,23 @@ import email_validator
 import phonenumbers
 
 DEFAULT_REGION = "GB"
+
+# GOV.UK Notify's test recipients, numbers in E.164 (as /v2 stores them). Its smoke-test ones
+# (delivered) are answered on /v2 without being stored or sent, as Notify does; sent another
+# way they go to the simulator and are delivered there. The failing ones never reach a real
+# provider either: they fail as Notify's simulator fails them.
+SIMULATED_DELIVERED = frozenset(
+    {
+        "simulate-delivered@notifications.service.gov.uk",
+        "simulate-delivered-2@notifications.service.gov.uk",
+        "simulate-delivered-3@notifications.service.gov.uk",
+        "+447700900000",
+        "+447700900111",
+        "+447700900222",
+    }
+)
+SIMULATED_PERMANENT = frozenset({"perm-fail@simulator.notify", "+447700900002"})
+SIMULATED_TRANSIENT = frozenset({"temp-fail@simulator.notify", "+447700900003"})
 UK_COUNTRY_CODE = 44
 UK_MOBILE_DIGITS = 10
 

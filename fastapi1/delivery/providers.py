@@ -16,6 +16,7 @@ from typing import Protocol
 import aiosmtplib
 
 from fastapi1.config import DeliverySettings
+from fastapi1.recipients import SIMULATED_DELIVERED, SIMULATED_PERMANENT, SIMULATED_TRANSIENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +56,6 @@ class Provider(Protocol):
         """
 
 
-# GOV.UK Notify's test recipients (its "smoke test" addresses and numbers), as /v2 stores them
-# (numbers in E.164): they never reach a real provider.
-SIMULATED_DELIVERED = frozenset(
-    {
-        "simulate-delivered@notifications.service.gov.uk",
-        "simulate-delivered-2@notifications.service.gov.uk",
-        "simulate-delivered-3@notifications.service.gov.uk",
-        "+447700900000",
-        "+447700900111",
-        "+447700900222",
-    }
-)
-SIMULATED_PERMANENT = frozenset({"perm-fail@simulator.notify", "+447700900002"})
-SIMULATED_TRANSIENT = frozenset({"temp-fail@simulator.notify", "+447700900003"})
 SIMULATED = SIMULATED_DELIVERED | SIMULATED_PERMANENT | SIMULATED_TRANSIENT
 
 

@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,7 +24,7 @@ from fastapi1.models.notifications import NOTIFICATION_STATUSES
 from fastapi1.notifications import controller as notifications
 from fastapi1.notifications import dao as notifications_dao
 from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord
-from fastapi1.recipients import is_email_address
+from fastapi1.recipients import SIMULATED_DELIVERED, is_email_address
 from fastapi1.senders import dao as senders_dao
 from fastapi1.senders.dao import SenderKind
 from fastapi1.services import controller as services
@@ -32,8 +33,10 @@ from fastapi1.types import TemplateType
 from fastapi1.v2.errors import NotifyBadRequest, NotifyValidationError
 from fastapi1.v2.schemas import EmailNotificationRequest, SmsNotificationRequest
 
-# Characters that start Markdown formatting, escaped in the values named by ``sanitise_content_for``.
+# Characters that start Markdown formatting, escaped in the values named by ``sanitise_content_for``,
+# and the links taken out of them (Notify's clients: "Markdown is escaped and URLs are removed").
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]#>~^|])")
+LINKS = re.compile(r"(?:https?://|www\.)\S*", re.IGNORECASE)
 LETTERS_REFUSED = "Service is not allowed to send letters"
 
 
@@ -61,13 +64,13 @@ class Urls:
         return {"id": template_id, "version": version, "uri": f"{self.base}v2/template/{template_id}/version/{version}"}
 
 
-def escape_markdown(value: str) -> str:
-    """A value with its Markdown formatting characters backslash-escaped, so that it shows as written.
+def sanitised(value: str) -> str:
+    """A value that can format nothing and link nowhere: links removed, Markdown characters backslash-escaped.
 
     Args:
         value: A personalisation value.
     """
-    return MARKDOWN_SPECIALS.sub(r"\\\1", value)
+    return MARKDOWN_SPECIALS.sub(r"\\\1", LINKS.sub("", value))
 
 
 def require_service(caller: Caller) -> uuid.UUID:
@@ -134,10 +137,43 @@ async def send(
     if template.template_type != expected:
         raise NotifyBadRequest(f"{template.template_type} template is not suitable for {expected} notification")
     checked = notifications.checked_templates([item], loaded, in_list=False)
+    if item.to in SIMULATED_DELIVERED:
+        return smoke_test(item, template), template
     (created,) = await notifications.create_notifications(
         session, [item], caller, limiter, in_list=False, fields=fields, templates=checked
     )
     return created, template
+
+
+def smoke_test(item: NotificationCreate, template: notifications.CurrentTemplate) -> NotificationRecord:
+    """The answer to a notification for one of Notify's smoke-test recipients: checked, never stored or sent.
+
+    Notify answers these as it would any other (so a client's smoke test exercises its whole
+    request) but stores nothing, counts nothing against the daily limit and sends no receipt;
+    reading the id back is a 404, as on Notify.
+
+    Args:
+        item: The notification.
+        template: Its template.
+
+    Returns:
+        The notification as it would have been created.
+    """
+    subject, body = template.parsed.render(item.personalization or {})
+    stamp = notifications.timestamp(datetime.now(UTC))
+    return {
+        "id": uuid.uuid4(),
+        "to": item.to,
+        "personalization": item.personalization or {},
+        "template_id": item.template_id,
+        "status": notifications.INITIAL_STATUS,
+        "body": body,
+        "subject": subject,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "sent_at": None,
+        "completed_at": None,
+    }
 
 
 async def send_email(
@@ -163,8 +199,8 @@ async def send_email(
     """
     service_id = require_service(caller)
     personalisation = dict(request.personalisation or {})
-    for key in request.sanitise_content_for or ():
-        personalisation[key] = escape_markdown(personalisation[key])
+    cleaned = {key: sanitised(personalisation[key]) for key in request.sanitise_content_for or ()}
+    personalisation.update(cleaned)
     reply_to = await resolve_sender(session, "email_reply_to", service_id, request.email_reply_to_id)
     fields = notifications.NotifyFields(
         reference=request.reference,
@@ -187,6 +223,8 @@ async def send_email(
         "uri": urls.notification(created["id"]),
         "template": urls.template(request.template_id, template.version),
         "scheduled_for": None,
+        # The values sanitise_content_for named, as they went into the e-mail.
+        "sanitised_content": cleaned,
     }
 
 
@@ -286,21 +324,40 @@ async def get_notification(
 
 # What the list's status filter takes: a status, or Notify's ``failed`` for the three failures.
 STATUS_FILTERS = (*NOTIFICATION_STATUSES, notifications_dao.FAILED)
+# Notify's template types; fastapi1 has no letters, so a letter filter finds nothing.
+NOTIFY_TYPES = ("sms", "email", "letter")
+LIST_PARAMETERS = frozenset({"status", "template_type", "reference", "older_than", "include_jobs"})
 
 
-def checked_statuses(statuses: Sequence[str]) -> list[str]:
-    """The status filters, each one Notify's list takes.
+def one_of(name: str, values: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    """Query values, each one of those allowed.
 
     Args:
-        statuses: The ``status`` query values.
+        name: The parameter.
+        values: Its values.
+        allowed: What it takes.
 
     Raises:
-        NotifyValidationError: For a value that is not a status (Notify's message).
+        NotifyValidationError: For a value not allowed (Notify's message).
     """
-    for status in statuses:
-        if status not in STATUS_FILTERS:
-            raise NotifyValidationError(f"status {status[:64]} is not one of [{', '.join(STATUS_FILTERS)}]")
-    return list(statuses)
+    for value in values:
+        if value not in allowed:
+            raise NotifyValidationError(f"{name} {value[:64]} is not one of [{', '.join(allowed)}]")
+    return list(values)
+
+
+def checked_list_query(names: Sequence[str]) -> None:
+    """Refuse a query parameter the list does not take, as Notify's schema does.
+
+    Args:
+        names: The query's parameter names.
+
+    Raises:
+        NotifyValidationError: For an unknown one.
+    """
+    for name in names:
+        if name not in LIST_PARAMETERS:
+            raise NotifyValidationError(f"Additional properties are not allowed ({name[:64]} was unexpected)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +365,7 @@ class NotificationFilters:
     """The filters of ``GET /v2/notifications``."""
 
     statuses: Sequence[str] = ()
-    template_types: Sequence[TemplateType] = ()
+    template_types: Sequence[str] = ()
     reference: str | None = None
     older_than: uuid.UUID | None = None
 
@@ -335,6 +392,9 @@ async def list_notifications(
         ``{"notifications", "links"}``; ``links.next`` whenever the page is not empty, as Notify's clients expect.
     """
     service_id = require_service(caller)
+    channels = sorted(set(filters.template_types) - {"letter"})
+    if filters.template_types and not channels:
+        return {"notifications": [], "links": {"current": links_url(urls, query, filters.older_than)}}
     position = None
     if filters.older_than is not None:
         position = await notifications_dao.get_position(session, filters.older_than, service_id)
@@ -347,7 +407,7 @@ async def list_notifications(
         page_size,
         position,
         notifications_dao.expanded_statuses(filters.statuses),
-        sorted(set(filters.template_types)),
+        channels,
         filters.reference,
     )
     scanned: notifications.ScannedTemplates = {}
@@ -415,18 +475,23 @@ async def get_template(
     return notify_template(await services.get_template(session, require_service(caller), template_id, version))
 
 
-async def list_templates(session: AsyncSession, caller: Caller, template_type: TemplateType | None) -> dict[str, Any]:
+async def list_templates(session: AsyncSession, caller: Caller, template_type: str | None) -> dict[str, Any]:
     """``GET /v2/templates``.
 
     Args:
         session: A read session.
         caller: Whose templates.
-        template_type: Only this type, or every type.
+        template_type: Only this type (``letter`` finds none), or every type.
 
     Returns:
         ``{"templates": [...]}``.
     """
-    rows = await services.list_templates(session, require_service(caller), template_type)
+    if template_type is not None:
+        one_of("type", [template_type], NOTIFY_TYPES)
+        if template_type == "letter":
+            return {"templates": []}
+    chosen: TemplateType | None = "email" if template_type == "email" else "sms" if template_type == "sms" else None
+    rows = await services.list_templates(session, require_service(caller), chosen)
     return {"templates": [notify_template(row) for row in rows]}
 
 

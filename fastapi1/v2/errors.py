@@ -69,7 +69,7 @@ MESSAGES = {
     "uuid_parsing": "{field} is not a valid UUID",
     "uuid_type": "{field} is not a valid UUID",
     "string_type": "{field} is not of type string",
-    "dict_type": "{field} is not of type object",
+    "dict_type": "{field} should contain key value pairs",
     "model_type": "{field} is not of type object",
     "model_attributes_type": "{field} is not of type object",
     "list_type": "{field} is not of type array",

@@ -1,8 +1,10 @@
 """Request bodies of ``/v2``, as GOV.UK Notify's API takes them, and the shapes of its answers for OpenAPI."""
 
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
+import phonenumbers
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from fastapi1.models.notifications import (
@@ -13,7 +15,14 @@ from fastapi1.models.notifications import (
     UNSUBSCRIBE_URL_MAX,
 )
 from fastapi1.notifications.schemas import PERSONALIZATION_KEYS_MAX
-from fastapi1.recipients import checked_email_address, normalised_phone_number
+from fastapi1.recipients import (
+    DEFAULT_REGION,
+    UK_COUNTRY_CODE,
+    UK_MOBILE_DIGITS,
+    checked_email_address,
+    is_uk_mobile,
+    normalised_phone_number,
+)
 from fastapi1.types import NoNul
 
 PersonalisationScalar = str | int | float | bool | None
@@ -58,7 +67,7 @@ def reject_oversized(value: str) -> str:
 
 
 def checked_phone_number(number: str) -> str:
-    """A phone number in E.164, validated as Notify validates it.
+    """A phone number in E.164, validated as Notify validates it, refused in Notify's words.
 
     Args:
         number: UK or international, with any spaces, dashes or brackets.
@@ -69,7 +78,57 @@ def checked_phone_number(number: str) -> str:
     Raises:
         ValueError: When it is not a valid phone number.
     """
-    return normalised_phone_number(number)
+    try:
+        normalised = normalised_phone_number(number)
+    except ValueError:
+        raise ValueError(phone_number_problem(number)) from None
+    if normalised.startswith(f"+{UK_COUNTRY_CODE}") and not is_uk_mobile(phonenumbers.parse(normalised)):
+        # A UK landline is a valid number, but no text message reaches it.
+        raise ValueError("Not a UK mobile number")
+    return normalised
+
+
+# Notify's words for what is wrong with a phone number (its "legacy v2 API" messages).
+NOT_DIALLABLE = re.compile(r"[^\d\s()+.-]")
+PARSE_PROBLEMS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "Not a valid country prefix",
+    phonenumbers.NumberParseException.TOO_LONG: "Too many digits",
+}
+LENGTH_PROBLEMS = {
+    phonenumbers.ValidationResult.TOO_LONG: "Too many digits",
+    phonenumbers.ValidationResult.TOO_SHORT: "Not enough digits",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "Not enough digits",
+    phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "Not a valid country prefix",
+}
+
+
+def phone_number_problem(number: str) -> str:
+    """Notify's message for a number that is not valid.
+
+    Args:
+        number: The number as sent.
+    """
+    if NOT_DIALLABLE.search(number):
+        return "Must not contain letters or symbols"
+    try:
+        parsed = phonenumbers.parse(number, DEFAULT_REGION)
+    except phonenumbers.NumberParseException as error:
+        return PARSE_PROBLEMS.get(error.error_type, "Not enough digits")
+    reason = phonenumbers.is_possible_number_with_reason(parsed)
+    if parsed.country_code == UK_COUNTRY_CODE and reason not in LENGTH_PROBLEMS:
+        return uk_problem(str(parsed.national_number))
+    return LENGTH_PROBLEMS.get(reason, "Not a valid phone number")
+
+
+def uk_problem(national: str) -> str:
+    """Notify's message for a UK number of a possible length that is not a mobile one.
+
+    Args:
+        national: The number without its country code.
+    """
+    if national.startswith("7") and len(national) != UK_MOBILE_DIGITS:
+        return "Not enough digits" if len(national) < UK_MOBILE_DIGITS else "Too many digits"
+    return "Not a UK mobile number"
 
 
 def check_https(url: str) -> str:
@@ -85,7 +144,7 @@ def check_https(url: str) -> str:
         ValueError: When it is not ``https://...``.
     """
     if not url.startswith("https://") or len(url) <= len("https://") or any(char.isspace() for char in url):
-        raise ValueError("is not a valid https URL")
+        raise ValueError("is not a valid https url")
     return url
 
 
@@ -193,9 +252,9 @@ class LetterRequest(BaseModel):
 class PreviewRequest(BaseModel):
     """``POST /v2/template/{id}/preview``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"personalisation": {"name": "Amala"}}]})
 
-    personalisation: Personalisation | None = None
+    personalisation: Personalisation
 
 
 # The answers, documented for OpenAPI (the routes build them as plain dicts).

@@ -10,7 +10,6 @@ from fastapi1.bodies import CONTENT_TOO_LARGE
 from fastapi1.db.session import ReadSession, WriteSession
 from fastapi1.notifications.schemas import PAGE_LIMIT_MAX
 from fastapi1.responses import OrjsonResponse
-from fastapi1.types import TemplateType
 from fastapi1.v2 import controller
 from fastapi1.v2.errors import NotifyBadRequest, NotifyRoute
 from fastapi1.v2.schemas import (
@@ -163,7 +162,9 @@ async def list_notifications(
         list[str] | None,
         Query(description="Only these statuses (repeatable); `failed` is the three failure statuses."),
     ] = None,
-    template_type: Annotated[list[TemplateType] | None, Query(description="Only these types (repeatable).")] = None,
+    template_type: Annotated[
+        list[str] | None, Query(description="Only these types (repeatable): `email`, `sms` (`letter` finds none).")
+    ] = None,
     reference: Annotated[str | None, Query(max_length=1000, description="Only this reference.")] = None,
     older_than: Annotated[uuid.UUID | None, Query(description="The last id of the previous page.")] = None,
     include_jobs: Annotated[
@@ -183,9 +184,10 @@ async def list_notifications(
         older_than: Cursor.
         include_jobs: Ignored.
     """
+    controller.checked_list_query(list(request.query_params))
     filters = controller.NotificationFilters(
-        statuses=controller.checked_statuses(status or []),
-        template_types=template_type or [],
+        statuses=controller.one_of("status", status or [], controller.STATUS_FILTERS),
+        template_types=controller.one_of("template_type", template_type or [], controller.NOTIFY_TYPES),
         reference=reference,
         older_than=older_than,
     )
@@ -251,7 +253,9 @@ async def preview_template(
 async def list_templates(
     session: ReadSession,
     caller: NotifyClient,
-    template_type: Annotated[TemplateType | None, Query(alias="type", description="Only this type.")] = None,
+    template_type: Annotated[
+        str | None, Query(alias="type", description="Only this type: `email`, `sms` (`letter` finds none).")
+    ] = None,
 ) -> OrjsonResponse:
     """The service's templates at their current versions, by name.
 

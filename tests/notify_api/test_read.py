@@ -136,6 +136,7 @@ class TestList:
         assert await listed("?status=created") == [other["id"], email["id"], sms["id"]]
         assert await listed("?status=delivered") == []
         assert await listed("?status=failed&status=sending") == []
+        assert await listed("?template_type=letter") == []
 
     async def test_pages_of_250_are_followed_by_their_next_links_to_the_end(
         self, auth_client: AsyncClient, service: Service
@@ -175,9 +176,10 @@ class TestList:
     @pytest.mark.parametrize(
         ("query", "message"),
         [
-            ("status=elephant", "status elephant is not one of"),
-            ("template_type=letter", "template_type.0 "),
+            ("status=elephant", "status elephant is not one of ["),
+            ("template_type=apple", "template_type apple is not one of [sms, email, letter]"),
             ("older_than=nope", "older_than is not a valid UUID"),
+            ("colour=red", "Additional properties are not allowed (colour was unexpected)"),
         ],
     )
     async def test_a_bad_filter_is_a_validation_error(
@@ -236,8 +238,10 @@ class TestTemplates:
         assert await names("") == {service.email_template, service.sms_template}
         assert await names("?type=email") == {service.email_template}
         assert await names("?type=sms") == {service.sms_template}
-        bad = await auth_client.get("/v2/templates?type=letter", headers=service.key.headers())
-        assert bad.status_code == 400
+        assert await names("?type=letter") == set()
+        bad = await auth_client.get("/v2/templates?type=apple", headers=service.key.headers())
+        error = v2_error(400, "ValidationError", "type apple is not one of [sms, email, letter]")
+        assert (bad.status_code, bad.json()) == (400, error)
 
     async def test_a_preview_renders_and_checks_the_personalisation(
         self, auth_client: AsyncClient, service: Service
@@ -269,7 +273,9 @@ class TestTemplates:
         for path in (f"/v2/template/{theirs}", f"/v2/template/{theirs}/version/1"):
             response = await auth_client.get(path, headers=service.key.headers())
             assert (response.status_code, response.json()) == (404, NOT_FOUND)
-        preview = await auth_client.post(f"/v2/template/{theirs}/preview", json={}, headers=service.key.headers())
+        preview = await auth_client.post(
+            f"/v2/template/{theirs}/preview", json={"personalisation": {}}, headers=service.key.headers()
+        )
         assert (preview.status_code, preview.json()) == (404, NOT_FOUND)
         versions = await auth_client.get(f"/service/{other}/template/{theirs}/versions", headers=service.key.headers())
         assert (versions.status_code, versions.json()) == (404, NOT_FOUND)

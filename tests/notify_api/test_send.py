@@ -60,6 +60,7 @@ class TestEmail:
                 "uri": f"http://test/v2/template/{service.email_template}/version/1",
             },
             "scheduled_for": None,
+            "sanitised_content": {},
         }
         row = await stored(auth_connection, notification_id)
         assert (row.to, row.reference, row.template_version, row.service_id, row.status) == (
@@ -94,6 +95,17 @@ class TestEmail:
         response = await auth_client.post(EMAIL, json=body, headers=service.key.headers())
         assert response.status_code == 201, response.text
         assert response.json()["content"]["body"] == "Dear \\*Ada\\* \\[x\\](y), _Korn_ plays."
+        assert response.json()["sanitised_content"] == {"name": "\\*Ada\\* \\[x\\](y)"}
+
+    async def test_sanitise_content_for_removes_links(self, auth_client: AsyncClient, service: Service) -> None:
+        body = {
+            "email_address": "ada@example.com",
+            "template_id": service.email_template,
+            "personalisation": {"name": "Ada see https://evil.example/x and www.evil.example", "band": "K"},
+            "sanitise_content_for": ["name"],
+        }
+        response = await auth_client.post(EMAIL, json=body, headers=service.key.headers())
+        assert response.json()["content"]["body"] == "Dear Ada see  and , K plays."
 
     async def test_sanitise_content_for_naming_an_absent_key_is_a_validation_error(
         self, auth_client: AsyncClient, service: Service
@@ -192,16 +204,25 @@ class TestSms:
         response = await auth_client.post(SMS, json=body, headers=service.key.headers())
         assert response.status_code == 201, response.text
 
-    @pytest.mark.parametrize("number", ["0770090012", "07700 900 1234 5", "not a number", "+999 123", ""])
-    async def test_a_number_that_is_not_valid_is_a_validation_error(
-        self, auth_client: AsyncClient, service: Service, number: str
+    @pytest.mark.parametrize(
+        ("number", "problem"),
+        [
+            ("0770090012", "Not enough digits"),
+            ("07700 900 1234 5", "Too many digits"),
+            ("not a number", "Must not contain letters or symbols"),
+            ("+999 123", "Not a valid country prefix"),
+            ("020 7946 0000", "Not a UK mobile number"),
+        ],
+    )
+    async def test_a_number_that_is_not_valid_is_refused_in_notifys_words(
+        self, auth_client: AsyncClient, service: Service, number: str, problem: str
     ) -> None:
         body = {"phone_number": number, "template_id": service.sms_template, "personalisation": {"name": "A"}}
         response = await auth_client.post(SMS, json=body, headers=service.key.headers())
-        assert response.status_code == 400
-        (error,) = response.json()["errors"]
-        assert error["error"] == "ValidationError"
-        assert error["message"].startswith("phone_number ")
+        assert (response.status_code, response.json()) == (
+            400,
+            v2_error(400, "ValidationError", f"phone_number {problem}"),
+        )
 
     async def test_an_unknown_sms_sender_is_a_bad_request_naming_it(
         self, auth_client: AsyncClient, service: Service
@@ -331,3 +352,46 @@ class TestLimits:
         response = await limited_client.post(SMS, json=body, headers=key.headers())
         error = v2_error(429, "TooManyRequestsError", "Exceeded send limits (4) for today")
         assert (response.status_code, response.json()) == (429, error)
+
+
+class TestSmokeTests:
+    @pytest.mark.parametrize(
+        ("path", "recipient"),
+        [
+            (EMAIL, "simulate-delivered@notifications.service.gov.uk"),
+            (EMAIL, "simulate-delivered-3@notifications.service.gov.uk"),
+            (SMS, "07700900000"),
+            (SMS, "07700 900 222"),
+        ],
+    )
+    async def test_a_smoke_test_recipient_is_answered_but_never_stored_or_sent(
+        self, auth_client: AsyncClient, service: Service, auth_connection: AsyncConnection, path: str, recipient: str
+    ) -> None:
+        if path == EMAIL:
+            body = {
+                "email_address": recipient,
+                "template_id": service.email_template,
+                "personalisation": {"name": "Ada", "band": "K"},
+            }
+        else:
+            body = {"phone_number": recipient, "template_id": service.sms_template, "personalisation": {"name": "Ada"}}
+        response = await auth_client.post(path, json=body, headers=service.key.headers())
+        assert response.status_code == 201, response.text
+        answer = response.json()
+        assert answer["content"]["body"] in {"Dear Ada, K plays.", "Ada: doors at 7"}
+        read = await auth_client.get(f"/v2/notifications/{answer['id']}", headers=service.key.headers())
+        assert read.status_code == 404
+        found = await auth_connection.scalar(
+            select(Notification.id).where(Notification.service_id == service.id).limit(1)
+        )
+        assert found is None
+
+    async def test_a_smoke_test_still_checks_the_personalisation(
+        self, auth_client: AsyncClient, service: Service
+    ) -> None:
+        body = {"phone_number": "07700900111", "template_id": service.sms_template}
+        response = await auth_client.post(SMS, json=body, headers=service.key.headers())
+        assert (response.status_code, response.json()) == (
+            400,
+            v2_error(400, "BadRequestError", "Missing personalisation: name"),
+        )
