@@ -65,7 +65,6 @@ TEMPLATE: Shape = {
     "type": str,
     "created_at": str,
     "updated_at": NULLABLE_STR,
-    "created_by": str,
     "version": int,
     "body": str,
     "subject": NULLABLE_STR,
@@ -557,6 +556,13 @@ class TestTemplates:
         sms = account.client.get_template(account.sms_template)
         assert (sms["type"], sms["subject"], sms["body"]) == ("sms", None, SMS_CONTENT)
 
+    def test_a_template_names_who_created_it(self, account: Account) -> None:
+        """Notify's ``created_by`` is a required string, the creator's e-mail address (the client's schema)."""
+        for template_id in (account.email_template, account.sms_template):
+            assert isinstance(account.client.get_template(template_id)["created_by"], str)
+        for template in account.client.get_all_templates()["templates"]:
+            assert isinstance(template["created_by"], str)
+
     def test_a_change_adds_a_version_and_every_version_stays_readable(
         self, account: Account, deployment: Deployment
     ) -> None:
@@ -576,10 +582,10 @@ class TestTemplates:
         deployment.admin.change_template(account.service_id, account.email_template, subject="Hello ((name))")
         versions = account.client.get_all_template_versions(account.email_template)
         assert_shape(versions, VERSION_LIST)
-        for version in versions["data"]:
-            assert_shape(version, TEMPLATE_HISTORY)
         subjects = {version["version"]: version.get("subject") for version in versions["data"]}
         assert subjects == {1: EMAIL_SUBJECT, 2: "Hello ((name))"}
+        for version in versions["data"]:
+            assert_shape(version, TEMPLATE_HISTORY)
 
     def test_a_notification_keeps_the_version_it_was_sent_with(self, account: Account, deployment: Deployment) -> None:
         """Sent at version 1, read after version 2 exists: still version 1, rendered from version 1."""
@@ -633,22 +639,30 @@ class TestReceivedTexts:
 
 
 class TestDelivery:
-    """What the delivery worker makes of /v2 notifications to Notify's test recipients."""
+    """What the delivery worker makes of /v2 notifications, and Notify's test recipients."""
 
     @pytest.mark.parametrize(
         ("recipient", "status"),
         [
-            ("simulate-delivered@notifications.service.gov.uk", "delivered"),
-            ("07700900000", "delivered"),
+            ("ada@example.com", "delivered"),
+            (PHONE, "delivered"),
             ("perm-fail@simulator.notify", "permanent-failure"),
             ("07700900002", "permanent-failure"),
         ],
     )
-    def test_notifys_test_recipients_end_as_notifys_simulator_says(
-        self, account: Account, recipient: str, status: str
-    ) -> None:
+    def test_notifications_end_as_notifys_simulator_says(self, account: Account, recipient: str, status: str) -> None:
         """The worker hands /v2 notifications to the simulator; their final status reads back through /v2."""
         sent = send_email(account, email_address=recipient) if "@" in recipient else send_sms(account, recipient)
         notification = settled(account.client, sent["id"])
         assert notification["status"] == status
+        assert_timestamp(notification["sent_at"])
         assert_timestamp(notification["completed_at"])
+
+    @pytest.mark.parametrize("recipient", ["simulate-delivered@notifications.service.gov.uk", "07700900000"])
+    def test_smoke_test_recipients_are_answered_but_never_stored(self, account: Account, recipient: str) -> None:
+        """Notify's smoke-test recipients: a full 201 answer, then nothing to read (Notify never persists them)."""
+        sent = send_email(account, email_address=recipient) if "@" in recipient else send_sms(account, recipient)
+        assert_shape(sent, POST_EMAIL if "@" in recipient else POST_SMS)
+        call = partial(account.client.get_notification_by_id, sent["id"])
+        assert refusal(call) == one_error(404, "NoResultFound", "No result found")
+        assert account.client.get_all_notifications()["notifications"] == []
