@@ -22,15 +22,6 @@ _SERVICE = bindparam("service_id", type_=Uuid())
 # The service's row, locked: senders of one service are added one after another, so that
 # exactly one of them is the default whatever the concurrency.
 LOCK_SERVICE = select(services.c.id).where(services.c.id == _SERVICE).with_for_update()
-# A given sender of the service, or else its default (parameter ``sender_id`` null).
-RESOLVE = {
-    kind: select(table.c.id, table.c[column].label("value")).where(
-        table.c.service_id == _SERVICE,
-        (table.c.id == bindparam("sender_id", type_=Uuid()))
-        | (bindparam("sender_id", type_=Uuid()).is_(None) & table.c.is_default),
-    )
-    for kind, (table, column) in TABLES.items()
-}
 
 
 async def insert_sender(
@@ -79,22 +70,3 @@ async def list_senders(
     table, _ = TABLES[kind]
     statement = select(table).where(table.c.service_id == service_id).order_by(table.c.created_at, table.c.id)
     return (await (await session.connection()).execute(statement)).all()
-
-
-async def resolve_sender(
-    session: AsyncSession, kind: SenderKind, service_id: uuid.UUID, sender_id: uuid.UUID | None
-) -> Row[tuple[uuid.UUID, str]] | None:
-    """The sender a notification goes out with: the one named, else the service's default.
-
-    Args:
-        session: Any session.
-        kind: Which kind.
-        service_id: The sending service.
-        sender_id: The sender asked for, or None for the default.
-
-    Returns:
-        ``(id, value)``, or None: the service has no such sender (or, with None, no default).
-    """
-    connection = await session.connection()
-    result = await connection.execute(RESOLVE[kind], {"service_id": service_id, "sender_id": sender_id})
-    return cast(Row[tuple[uuid.UUID, str]] | None, result.first())

@@ -9,7 +9,7 @@ on top (template type, senders) and writes Notify's bodies.
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -25,11 +25,11 @@ from fastapi1.notifications import controller as notifications
 from fastapi1.notifications import dao as notifications_dao
 from fastapi1.notifications.schemas import NotificationCreate, NotificationRecord
 from fastapi1.recipients import is_email_address, is_simulated_delivered
-from fastapi1.senders import dao as senders_dao
 from fastapi1.senders.dao import SenderKind
 from fastapi1.services import controller as services
 from fastapi1.services import templating
 from fastapi1.types import TemplateType
+from fastapi1.v2 import dao
 from fastapi1.v2.errors import NotifyBadRequest, NotifyValidationError
 from fastapi1.v2.schemas import EmailNotificationRequest, SmsNotificationRequest
 
@@ -83,28 +83,46 @@ def require_service(caller: Caller) -> uuid.UUID:
     return caller.service_id
 
 
-async def resolve_sender(
-    session: AsyncSession, kind: SenderKind, service_id: uuid.UUID, sender_id: uuid.UUID | None
-) -> Row[tuple[uuid.UUID, str]] | None:
-    """The sender a notification goes out with: the one asked for (which must be the service's), else the default.
+SENDER_FIELDS: dict[SenderKind, str] = {"sms_sender": "sms_sender_id", "email_reply_to": "email_reply_to_id"}
+
+
+def check_template_and_sender(
+    row: Row[tuple[object, ...]] | None,
+    template_id: uuid.UUID,
+    kind: SenderKind,
+    service_id: uuid.UUID,
+    sender_id: uuid.UUID | None,
+) -> None:
+    """Notify's checks of a send's template and sender, in its order.
 
     Args:
-        session: The session.
-        kind: Which kind of sender.
+        row: What :func:`dao.get_template_and_sender` read.
+        template_id: The template asked for.
+        kind: The route's sender kind.
         service_id: The sending service.
-        sender_id: The id asked for, or None.
-
-    Returns:
-        ``(id, value)``, or None when none was asked for and the service has no default.
+        sender_id: The sender asked for, or None.
 
     Raises:
-        NotifyBadRequest: When the id is not one of the service's (Notify's message).
+        TemplateNotFound: When the service has no such template.
+        NotifyBadRequest: When the template is of the other type, or the sender is not the service's.
     """
-    sender = await senders_dao.resolve_sender(session, kind, service_id, sender_id)
-    if sender is None and sender_id is not None:
-        field = "sms_sender_id" if kind == "sms_sender" else "email_reply_to_id"
+    if row is None:
+        raise notifications.TemplateNotFound(template_id)
+    expected = "sms" if kind == "sms_sender" else "email"
+    if row.template_type != expected:
+        raise NotifyBadRequest(f"{row.template_type} template is not suitable for {expected} notification")
+    if sender_id is not None and row.sender_id is None:
+        field = SENDER_FIELDS[kind]
         raise NotifyBadRequest(f"{field} {sender_id} does not exist in database for service id {service_id}")
-    return sender
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A notification sent through ``/v2``: as stored, the template version it came from, and its sender."""
+
+    record: NotificationRecord
+    template: notifications.CurrentTemplate
+    sender: str | None
 
 
 async def send(
@@ -112,37 +130,47 @@ async def send(
     caller: Caller,
     limiter: Limiter,
     item: NotificationCreate,
-    expected: TemplateType,
+    kind: SenderKind,
+    sender_id: uuid.UUID | None,
     fields: notifications.NotifyFields,
-) -> tuple[NotificationRecord, notifications.CurrentTemplate]:
-    """Create one notification from a template of the expected type, through the shared controller.
+) -> Sent:
+    """Create one notification from a template of the route's type, through the shared controller.
+
+    The template and the sender are read in one statement; the checks are Notify's, in its
+    order: the template, its type, the sender, the personalisation.
 
     Args:
         session: The write session.
         caller: The sending service.
         limiter: Its limits.
         item: The notification, as ``/notifications/v1`` takes it.
-        expected: The template type the route sends.
-        fields: Notify's fields.
+        kind: The route's sender kind (which also says the template type it sends).
+        sender_id: The sender asked for, or None for the service's default.
+        fields: Notify's fields, but the sender.
 
     Returns:
-        The stored notification and its template.
+        What was sent.
 
-    Raises:
-        NotifyBadRequest: When the template is of the other type.
     """
-    loaded = await notifications.load_templates(session, [item], caller)
+    service_id = require_service(caller)
     assert item.template_id is not None
-    template = loaded[item.template_id]
-    if template.template_type != expected:
-        raise NotifyBadRequest(f"{template.template_type} template is not suitable for {expected} notification")
-    checked = notifications.checked_templates([item], loaded, in_list=False)
+    row = await dao.get_template_and_sender(session, kind, service_id, item.template_id, sender_id)
+    check_template_and_sender(row, item.template_id, kind, service_id, sender_id)
+    assert row is not None
+    template = notifications.CurrentTemplate(
+        templating.parse_template(row.subject, row.content), row.version, row.template_type
+    )
+    checked = notifications.checked_templates([item], {item.template_id: template}, in_list=False)
     if is_simulated_delivered(item.to):
-        return smoke_test(item, template), template
+        return Sent(smoke_test(item, template), template, row.sender)
+    if kind == "sms_sender":
+        fields = replace(fields, sms_sender_id=row.sender_id)
+    else:
+        fields = replace(fields, email_reply_to_id=row.sender_id)
     (created,) = await notifications.create_notifications(
         session, [item], caller, limiter, in_list=False, fields=fields, templates=checked
     )
-    return created, template
+    return Sent(created, template, row.sender)
 
 
 def smoke_test(item: NotificationCreate, template: notifications.CurrentTemplate) -> NotificationRecord:
@@ -197,20 +225,17 @@ async def send_email(
     Returns:
         Notify's answer.
     """
-    service_id = require_service(caller)
     personalisation = dict(request.personalisation or {})
     cleaned = {key: sanitised(personalisation[key]) for key in request.sanitise_content_for or ()}
     personalisation.update(cleaned)
-    reply_to = await resolve_sender(session, "email_reply_to", service_id, request.email_reply_to_id)
     fields = notifications.NotifyFields(
-        reference=request.reference,
-        email_reply_to_id=None if reply_to is None else reply_to.id,
-        one_click_unsubscribe_url=request.one_click_unsubscribe_url,
+        reference=request.reference, one_click_unsubscribe_url=request.one_click_unsubscribe_url
     )
     item = NotificationCreate.model_construct(
         to=request.email_address, personalization=personalisation or None, template_id=request.template_id
     )
-    created, template = await send(session, caller, limiter, item, "email", fields)
+    sent = await send(session, caller, limiter, item, "email_reply_to", request.email_reply_to_id, fields)
+    created, template = sent.record, sent.template
     return {
         "id": created["id"],
         "reference": request.reference,
@@ -243,19 +268,16 @@ async def send_sms(
     Returns:
         Notify's answer.
     """
-    service_id = require_service(caller)
-    sender = await resolve_sender(session, "sms_sender", service_id, request.sms_sender_id)
-    fields = notifications.NotifyFields(
-        reference=request.reference, sms_sender_id=None if sender is None else sender.id
-    )
+    fields = notifications.NotifyFields(reference=request.reference)
     item = NotificationCreate.model_construct(
         to=request.phone_number, personalization=request.personalisation or None, template_id=request.template_id
     )
-    created, template = await send(session, caller, limiter, item, "sms", fields)
+    sent = await send(session, caller, limiter, item, "sms_sender", request.sms_sender_id, fields)
+    created, template = sent.record, sent.template
     return {
         "id": created["id"],
         "reference": request.reference,
-        "content": {"body": created["body"], "from_number": None if sender is None else sender.value},
+        "content": {"body": created["body"], "from_number": sent.sender},
         "uri": urls.notification(created["id"]),
         "template": urls.template(request.template_id, template.version),
         "scheduled_for": None,
