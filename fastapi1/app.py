@@ -13,6 +13,7 @@ from fastapi1.additions.views import router as additions_router
 from fastapi1.auth.controller import Authenticator
 from fastapi1.bodies import BodyLimitMiddleware
 from fastapi1.broker.connection import open_broker
+from fastapi1.callbacks.views import router as callbacks_router
 from fastapi1.config import LIMITS, DeliverySettings, Settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
@@ -129,6 +130,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(services_router)
     app.include_router(keys_router)
     app.include_router(senders_router)
+    app.include_router(callbacks_router)
     app.include_router(additions_router)
     app.include_router(predictions_router)
     return app

@@ -251,6 +251,10 @@ class Settings(BaseSettings):
     auth_key_cache_s: float = Field(
         default=2.0, ge=0, description="Seconds a process keeps a service's API keys; a revoked key stops within it."
     )
+    callback_allow_private: bool = Field(
+        default=False,
+        description="In production, let a callback URL resolve to a loopback, private or link-local address (tests).",
+    )
     rate_limit_per_minute: int = Field(default=3_000, ge=1, description="Requests per API key per sliding 60 s.")
     service_daily_limit: int = Field(
         default=250_000, ge=1, description="Notifications per service per UTC day (test keys do not count)."
@@ -427,6 +431,26 @@ class DeliverySettings(BaseSettings):
         default=5, ge=1, description="Claims of a job whose workers all stopped mid-job before it fails."
     )
     simulator_delay_ms: int = Field(default=0, ge=0, description="The simulator's delay before it delivers.")
+    callback_concurrency: int = Field(default=50, ge=1, description="Delivery receipts being sent per worker at once.")
+    callback_batch_size: int = Field(default=100, ge=1, description="Most delivery receipts claimed per statement.")
+    callback_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts to send a delivery receipt before it is given up (logged)."
+    )
+    callback_retry_base_s: float = Field(
+        default=1.0, ge=0, description="Backoff of a receipt's first retry; doubles per attempt, full jitter."
+    )
+    callback_timeout_s: float = Field(
+        default=5.0, gt=0, description="Seconds a receiver has to connect, answer and send its whole answer."
+    )
+    callback_max_response_bytes: int = Field(
+        default=65_536, ge=0, description="Bytes of a receiver's answer read at most; the rest is not read."
+    )
+    callback_lease_s: float = Field(
+        default=60.0, gt=0, description="Seconds a claim holds a receipt before another worker may send it."
+    )
+    callback_poll_interval_s: float = Field(
+        default=5.0, gt=0, description="Seconds between receipt claims when no NOTIFY arrives (NOTIFY wakes at once)."
+    )
     smtp_host: str | None = Field(
         default=None, description="SMTP server for e-mail; unset sends e-mail to the simulator."
     )

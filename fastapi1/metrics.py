@@ -94,6 +94,12 @@ NOTIFICATION_TRANSITIONS = Counter(
     ("from_status", "to_status"),
 )
 
+DELIVERY_RECEIPTS = Counter(
+    "fastapi1_delivery_receipts_total",
+    "Delivery receipt sends committed, by outcome: sent, retried (another attempt follows) or failed (given up).",
+    ("outcome",),
+)
+
 COMPUTE_TASKS = Counter(
     "fastapi1_compute_tasks_total",
     "Chunks of work run on the addition process pool, by outcome (ok, or failed when the pool broke).",

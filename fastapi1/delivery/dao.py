@@ -26,22 +26,30 @@ from sqlalchemy import (
     column,
     extract,
     func,
+    literal,
     literal_column,
     select,
     tuple_,
     update,
     values,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.db.sql import ONE_SECOND, constants, unnest
-from fastapi1.models.notifications import PENDING_STATUSES, TRANSITIONS
+from fastapi1.models.callbacks import RECEIPT_PENDING, DeliveryReceipt, ServiceCallback
+from fastapi1.models.notifications import FINAL_STATUSES, PENDING_STATUSES, TRANSITIONS
 from fastapi1.models.services import EmailReplyTo, SmsSender
 from fastapi1.notifications import dao as notifications_dao
 
 notifications = notifications_dao.notifications
 template_versions = notifications_dao.template_versions
 reply_tos = cast(Table, EmailReplyTo.__table__)
+receipts = cast(Table, DeliveryReceipt.__table__)
+callbacks = cast(Table, ServiceCallback.__table__)
+# Recording a final status of a service with a callback sends a NOTIFY on this channel, which
+# wakes the receipt relays (fastapi1.callbacks) at once instead of at their next poll.
+RECEIPTS_CHANNEL = "delivery_receipts_due"
 sms_senders = cast(Table, SmsSender.__table__)
 personalizations = notifications_dao.personalizations
 
@@ -192,7 +200,7 @@ _outcomes = unnest("outcomes", ids=Uuid(), new_statuses=String(), claimed_attemp
 # so a duplicate or late outcome changes nothing once the status is final. A row that stays
 # pending (a retry, a released lease: ``delay`` set) is fenced by the attempt number too: a
 # worker whose lease ran out cannot reschedule the attempt another worker now holds.
-RECORD = (
+_recorded = (
     update(notifications)
     .where(
         notifications.c.id == _outcomes.c.ids,
@@ -205,8 +213,27 @@ RECORD = (
         completed_at=case((_outcomes.c.delays.is_(None), func.now())),
         next_attempt_at=func.now() + _outcomes.c.delays * ONE_SECOND,
     )
-    .returning(notifications.c.id)
+    .returning(notifications.c.id, notifications.c.service_id, notifications.c.status)
+    .cte("recorded")
 )
+# In the same statement, so in the same commit: the receipt each final status owes its
+# service's callback, due at once. A worker that dies after the commit leaves the receipt to
+# the receipt relay; one that dies before it leaves neither.
+_receipts = (
+    pg_insert(receipts)
+    .from_select(
+        ["notification_id", "state", "next_attempt_at", "created_at"],
+        select(_recorded.c.id, literal(RECEIPT_PENDING), func.now(), func.now())
+        .select_from(_recorded.join(callbacks, callbacks.c.service_id == _recorded.c.service_id))
+        .where(_recorded.c.status.in_(constants(*FINAL_STATUSES))),
+    )
+    .on_conflict_do_nothing(index_elements=[receipts.c.notification_id])
+    .returning(receipts.c.notification_id)
+    .cte("receipts")
+)
+RECORD = select(_recorded.c.id, select(func.count()).select_from(_receipts).scalar_subquery().label("receipts"))
+# Committed with the receipts, NOTIFY wakes the receipt relays at once.
+WAKE_RECEIPTS = select(func.pg_notify(literal(RECEIPTS_CHANNEL), literal("")))
 
 # Seconds until the earliest pending row is due (negative when one is due now); one step
 # into the same partial index the claim uses.
@@ -312,8 +339,10 @@ async def record(session: AsyncSession, outcomes: Outcomes) -> set[uuid.UUID]:
     """
     connection = await session.connection()
     parameters = {"ids": outcomes.ids, "new_statuses": outcomes.statuses, "claimed_attempts": outcomes.attempts}
-    result = await connection.execute(RECORD, parameters | {"delays": outcomes.delays})
-    return set(result.scalars())
+    rows = (await connection.execute(RECORD, parameters | {"delays": outcomes.delays})).all()
+    if rows and rows[0].receipts:
+        await connection.execute(WAKE_RECEIPTS)
+    return {row.id for row in rows}
 
 
 async def seconds_until_due(session: AsyncSession) -> float | None:

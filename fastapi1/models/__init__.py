@@ -1,6 +1,7 @@
 """ORM tables, one module per aggregate; importing this package registers them all."""
 
 from fastapi1.models.additions import AddBatch, AddPair, AddSum
+from fastapi1.models.callbacks import DeliveryReceipt, ServiceCallback
 from fastapi1.models.keys import ApiKey, GuestListRecipient
 from fastapi1.models.limits import RateLimitWindow, ServiceDailyCount
 from fastapi1.models.notifications import Notification, NotificationPersonalization
@@ -12,6 +13,7 @@ __all__ = [
     "AddPair",
     "AddSum",
     "ApiKey",
+    "DeliveryReceipt",
     "EmailReplyTo",
     "GuestListRecipient",
     "Notification",
@@ -20,6 +22,7 @@ __all__ = [
     "PredictionAgent",
     "RateLimitWindow",
     "Service",
+    "ServiceCallback",
     "ServiceDailyCount",
     "SmsSender",
     "Template",

@@ -1,9 +1,9 @@
 """The worker's process: settings, logging, signals, and the tasks it owns until it stops.
 
-Two claim loops run side by side: the delivery relay (the notifications outbox) and the
+Three claim loops run side by side: the delivery relay (the notifications outbox), the
 prediction relay (async prediction jobs, through the same batcher and backend settings as the
-API). SIGTERM or SIGINT (or the end of the parent's pipe, see ``--parent-fd``) stops both;
-work in flight gets ``DELIVERY_SHUTDOWN_TIMEOUT_S`` to finish, what is still held is released
+API) and the receipt relay (delivery receipts to the services' callbacks). SIGTERM or SIGINT
+(or the end of the parent's pipe, see ``--parent-fd``) stops all three; work in flight gets ``DELIVERY_SHUTDOWN_TIMEOUT_S`` to finish, what is still held is released
 for other workers, and the process exits 0.
 """
 
@@ -17,12 +17,14 @@ from collections.abc import AsyncIterator, Callable
 import uvloop
 
 from fastapi1.broker.connection import Broker, open_broker
+from fastapi1.callbacks.relay import ReceiptRelay
 from fastapi1.config import DeliverySettings, Settings, load_settings
 from fastapi1.db.embedded import embedded_postgres_async
 from fastapi1.db.engine import Database
 from fastapi1.db.listen import asyncpg_dsn, listen
 from fastapi1.delivery.brokered import BrokeredRelay
 from fastapi1.delivery.controller import Relay
+from fastapi1.delivery.dao import RECEIPTS_CHANNEL
 from fastapi1.delivery.providers import Providers, configured_providers
 from fastapi1.notifications.dao import CREATED_CHANNEL
 from fastapi1.predictions import dao as predictions_dao
@@ -60,6 +62,16 @@ async def deliver_until_stopped(relay: Relay, database_url: str) -> None:
         database_url: The database the listener listens on.
     """
     await claim_until_stopped(relay, database_url, CREATED_CHANNEL)
+
+
+async def send_receipts_until_stopped(relay: ReceiptRelay, database_url: str) -> None:
+    """Run the receipt relay and its listener until :meth:`ReceiptRelay.stop`.
+
+    Args:
+        relay: The relay.
+        database_url: The database the listener listens on.
+    """
+    await claim_until_stopped(relay, database_url, RECEIPTS_CHANNEL)
 
 
 async def predict_until_stopped(relay: JobRelay, database_url: str) -> None:
@@ -166,10 +178,12 @@ async def run(
         await stack.enter_async_context(answering_predictions(broker, gateway, delivery))
         relay = delivery_relay(broker, database, settings, delivery, providers or configured_providers(delivery))
         jobs = JobRelay(database, delivery, gateway)
+        receipts = ReceiptRelay(database, settings, delivery)
 
         def stop() -> None:
             relay.stop()
             jobs.stop()
+            receipts.stop()
 
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(stop_signal, stop)
@@ -181,6 +195,7 @@ async def run(
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(deliver_until_stopped(relay, url))
             tasks.create_task(predict_until_stopped(jobs, url))
+            tasks.create_task(send_receipts_until_stopped(receipts, url))
     logger.info("Worker stopped")
 
 
