@@ -3,8 +3,9 @@
 Three claim loops run side by side: the delivery relay (the notifications outbox), the
 prediction relay (async prediction jobs, through the same batcher and backend settings as the
 API) and the receipt relay (delivery receipts to the services' callbacks). SIGTERM or SIGINT
-(or the end of the parent's pipe, see ``--parent-fd``) stops all three; work in flight gets ``DELIVERY_SHUTDOWN_TIMEOUT_S`` to finish, what is still held is released
-for other workers, and the process exits 0.
+(or the end of the parent's pipe, see ``--parent-fd``) stops all three; work in flight gets
+``DELIVERY_SHUTDOWN_TIMEOUT_S`` to finish, what is still held is released for other workers,
+and the process exits 0.
 """
 
 import argparse
