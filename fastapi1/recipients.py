@@ -31,6 +31,8 @@ SIMULATED_PERMANENT = frozenset({"perm-fail@simulator.notify", "+447700900002"})
 SIMULATED_TRANSIENT = frozenset({"temp-fail@simulator.notify", "+447700900003"})
 UK_COUNTRY_CODE = 44
 UK_MOBILE_DIGITS = 10
+# What a phone number may be written with besides digits: spaces, brackets, dots, dashes, a plus.
+NOT_DIALLABLE = re.compile(r"[^\d\s()+.-]")
 
 
 def is_email_address(recipient: str) -> bool:
@@ -67,6 +69,9 @@ def normalised_phone_number(number: str) -> str:
     Raises:
         ValueError: When it is not a valid phone number.
     """
+    if NOT_DIALLABLE.search(number):
+        # phonenumbers reads letters as keypad digits (0770 WWW WWWW): not a number anyone sent.
+        raise ValueError("Not a valid phone number")
     try:
         parsed = phonenumbers.parse(number, DEFAULT_REGION)
     except phonenumbers.NumberParseException:

@@ -38,8 +38,8 @@ REQUEST_ARGUMENTS = ("method", "url", "params", "headers", "json", "content")
 
 
 def test_every_operation_is_covered() -> None:
-    assert len(OPERATIONS) == 43
-    assert len(CASES) == 84
+    assert len(OPERATIONS) == 46
+    assert len(CASES) == 90
 
 
 @pytest.mark.parametrize(("operation", "mode"), CASES)

@@ -52,13 +52,13 @@ def receipt_body(row: Row[tuple[object, ...]]) -> bytes:
     moments = {name: values[name] for name in ("created_at", "completed_at", "sent_at")}
     return orjson.dumps(
         {
-            "id": values["notification_id"],
+            "id": str(values["notification_id"]),
             "reference": values["reference"],
             "to": values["to"],
             "status": values["status"],
             **{name: None if moment is None else timestamp(moment) for name, moment in moments.items()},
             "notification_type": "email" if is_email_address(values["to"]) else "sms",
-            "template_id": values["template_id"],
+            "template_id": None if values["template_id"] is None else str(values["template_id"]),
             "template_version": values["template_version"],
         }
     )

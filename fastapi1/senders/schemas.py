@@ -9,8 +9,12 @@ from fastapi1.models.services import EMAIL_ADDRESS_MAX
 from fastapi1.recipients import checked_email_address, checked_sms_sender
 from fastapi1.types import NoNul, Timestamp
 
+# Surrounding spaces are dropped (as Notify's form drops them), so a blank sender is refused as empty.
 SmsSenderText = Annotated[
-    str, StringConstraints(min_length=1, max_length=20), NoNul, AfterValidator(checked_sms_sender)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=20),
+    NoNul,
+    AfterValidator(checked_sms_sender),
 ]
 EmailAddress = Annotated[
     str, StringConstraints(min_length=3, max_length=EMAIL_ADDRESS_MAX), NoNul, AfterValidator(checked_email_address)

@@ -95,7 +95,29 @@ async def update_template(
         Conflict: When the new name is another template's.
         Unprocessable: When the change gives a text message template a subject or takes an e-mail's away.
     """
+    if not await dao.lock_template(session, service_id, template_id):
+        raise NotFound(f"Template {template_id} not found")
+    # Read under the lock: a change that waited for another one builds on the version it made.
     current = await get_template(session, service_id, template_id)
+    name, subject, content = applied(current, change)
+    if name is None and (subject, content) == (current.subject, current.content):
+        return current
+    if name is not None and not await dao.rename_template(session, template_id, name):
+        raise Conflict(f"Template name {name!r} already exists in service {service_id}")
+    await dao.insert_version(session, template_id, current.version + 1, subject, content, datetime.now(UTC))
+    return await get_template(session, service_id, template_id)
+
+
+def applied(current: Row[tuple[object, ...]], change: TemplateUpdate) -> tuple[str | None, str | None, str]:
+    """A change applied to the current version: the new name (None when it stays), the subject and the content.
+
+    Args:
+        current: The template at its current version.
+        change: The fields to replace.
+
+    Raises:
+        Unprocessable: When the change gives a text message template a subject or takes an e-mail's away.
+    """
     given = change.model_fields_set
     name = change.name if "name" in given and change.name != current.name else None
     subject = change.subject if "subject" in given else current.subject
@@ -104,14 +126,7 @@ async def update_template(
         check_subject(current.template_type, subject)
     except ValueError as error:
         raise Unprocessable(str(error), ("body", "subject")) from None
-    if name is None and (subject, content) == (current.subject, current.content):
-        return current
-    added = await dao.add_version(session, service_id, template_id, name, subject, content, datetime.now(UTC))
-    if added is None:
-        raise NotFound(f"Template {template_id} not found")
-    if not added:
-        raise Conflict(f"Template name {change.name!r} already exists in service {service_id}")
-    return await get_template(session, service_id, template_id)
+    return name, subject, content
 
 
 async def list_templates(

@@ -11,6 +11,7 @@ from typing import cast
 
 from sqlalchemy import Integer, Row, Select, String, Table, Uuid, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fastapi1.models.services import Service, Template, TemplateVersion
@@ -100,11 +101,11 @@ LIST_TEMPLATES = {
     ).order_by(templates.c.name)
     for typed in (True, False)
 }
-# The template's row, locked so that concurrent changes number their versions one after another.
+# The template's row, locked so that concurrent changes number their versions one after another,
+# and each builds on the version the one before it made.
 LOCK_TEMPLATE = select(templates.c.id).where(_BY_SERVICE, _BY_ID).with_for_update()
-LATEST_VERSION = select(func.max(versions.c.version)).where(
-    versions.c.template_id == bindparam("template_id", type_=Uuid())
-)
+RENAME_TEMPLATE = templates.update().where(_BY_ID).values(name=bindparam("name", type_=String()))
+UNIQUE_VIOLATION = "23505"
 INSERT_VERSION = insert(versions).values(
     template_id=bindparam("template_id", type_=Uuid()),
     version=bindparam("version", type_=Integer()),
@@ -152,51 +153,66 @@ async def insert_template(
     return await get_template(session, service_id, template_id)
 
 
-async def add_version(
-    session: AsyncSession,
-    service_id: uuid.UUID,
-    template_id: uuid.UUID,
-    name: str | None,
-    subject: str | None,
-    content: str,
-    now: datetime,
-) -> bool | None:
-    """Add the next version of a template, and rename it when a name is given.
+async def lock_template(session: AsyncSession, service_id: uuid.UUID, template_id: uuid.UUID) -> bool:
+    """Lock a template of a service until the transaction ends.
 
     Args:
-        session: The write session; the template stays locked until it ends.
+        session: The write session.
         service_id: The owning service.
         template_id: The template.
-        name: Its new name, or None to keep it.
-        subject: The new version's subject.
-        content: The new version's content.
-        now: When the version was made.
 
     Returns:
-        True once added; False when the new name is another template's; None when the service has no such template.
+        False when the service has no such template.
     """
     connection = await session.connection()
     locked = await connection.execute(LOCK_TEMPLATE, {"service_id": service_id, "template_id": template_id})
-    if locked.first() is None:
-        return None
-    latest = (await connection.execute(LATEST_VERSION, {"template_id": template_id})).scalar_one()
-    if name is not None:
-        taken = await connection.execute(
-            select(templates.c.id).where(_BY_SERVICE, templates.c.name == name, templates.c.id != template_id),
-            {"service_id": service_id},
-        )
-        if taken.first() is not None:
-            return False
-        await connection.execute(templates.update().where(templates.c.id == template_id).values(name=name))
-    parameters = {
-        "template_id": template_id,
-        "version": latest + 1,
-        "subject": subject,
-        "content": content,
-        "now": now,
-    }
-    await connection.execute(INSERT_VERSION, parameters)
+    return locked.first() is not None
+
+
+async def rename_template(session: AsyncSession, template_id: uuid.UUID, name: str) -> bool:
+    """Rename a template, unless its service has another of that name.
+
+    The unique constraint decides, in a savepoint: a check before the UPDATE cannot see a
+    template of that name that a transaction still open is creating or renaming.
+
+    Args:
+        session: The write session.
+        template_id: The template.
+        name: Its new name.
+
+    Returns:
+        False when the name is another template's of the service.
+    """
+    try:
+        async with session.begin_nested():
+            await (await session.connection()).execute(RENAME_TEMPLATE, {"template_id": template_id, "name": name})
+    except IntegrityError as error:
+        if getattr(error.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+        return False
     return True
+
+
+async def insert_version(
+    session: AsyncSession,
+    template_id: uuid.UUID,
+    version: int,
+    subject: str | None,
+    content: str,
+    now: datetime,
+) -> None:
+    """Add a version of a template.
+
+    Args:
+        session: The write session, holding the template's lock (:func:`lock_template`).
+        template_id: The template.
+        version: Its number: the current one's plus one.
+        subject: The version's subject.
+        content: The version's content.
+        now: When the version was made.
+    """
+    parameters = {"template_id": template_id, "version": version, "subject": subject, "content": content, "now": now}
+    await (await session.connection()).execute(INSERT_VERSION, parameters)
 
 
 async def list_templates(

@@ -3,7 +3,17 @@
 import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, computed_field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from fastapi1.models.notifications import PERSONALIZATION_KEY_MAX
 from fastapi1.models.services import SERVICE_NAME_MAX, TEMPLATE_CONTENT_MAX, TEMPLATE_NAME_MAX, TEMPLATE_SUBJECT_MAX
@@ -98,6 +108,15 @@ def check_subject(template_type: TemplateType, subject: str | None) -> None:
         raise ValueError("an sms template has no subject")
 
 
+def inferred_type(subject: str | None) -> TemplateType:
+    """The type of a template created without one: ``email`` with a subject, ``sms`` without.
+
+    Args:
+        subject: The subject, or None.
+    """
+    return "email" if subject is not None else "sms"
+
+
 class TemplateCreate(BaseModel):
     """A new template; ``((name))`` marks a placeholder.
 
@@ -123,19 +142,32 @@ class TemplateCreate(BaseModel):
     template_type: TemplateType | None = Field(
         default=None, description="`email` (a subject is required) or `sms` (no subject); inferred from the subject."
     )
-    subject: TemplateSubject | None = None
+    # Validated when absent too: an e-mail template without a subject is refused naming the subject.
+    subject: TemplateSubject | None = Field(default=None, validate_default=True)
     content: TemplateContent
+
+    @field_validator("subject")
+    @classmethod
+    def fits_the_type(cls, subject: str | None, info: ValidationInfo) -> str | None:
+        """Check the subject goes with the type given, or with the one it implies.
+
+        Args:
+            subject: The subject.
+            info: The fields validated before it; ``template_type`` is absent when it was refused.
+        """
+        if "template_type" in info.data:
+            check_subject(info.data["template_type"] or inferred_type(subject), subject)
+        return subject
 
     @model_validator(mode="after")
     def typed(self) -> "TemplateCreate":
-        """Infer the type from the subject when it is not given, and check the two go together.
+        """Infer the type from the subject when it is not given.
 
         Returns:
             The template, typed.
         """
         if self.template_type is None:
-            self.template_type = "email" if self.subject is not None else "sms"
-        check_subject(self.template_type, self.subject)
+            self.template_type = inferred_type(self.subject)
         return self
 
 

@@ -1,6 +1,5 @@
 """Request bodies of ``/v2``, as GOV.UK Notify's API takes them, and the shapes of its answers for OpenAPI."""
 
-import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -17,6 +16,7 @@ from fastapi1.models.notifications import (
 from fastapi1.notifications.schemas import PERSONALIZATION_KEYS_MAX
 from fastapi1.recipients import (
     DEFAULT_REGION,
+    NOT_DIALLABLE,
     UK_COUNTRY_CODE,
     UK_MOBILE_DIGITS,
     checked_email_address,
@@ -89,7 +89,6 @@ def checked_phone_number(number: str) -> str:
 
 
 # Notify's words for what is wrong with a phone number (its "legacy v2 API" messages).
-NOT_DIALLABLE = re.compile(r"[^\d\s()+.-]")
 PARSE_PROBLEMS = {
     phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "Not a valid country prefix",
     phonenumbers.NumberParseException.TOO_LONG: "Too many digits",
