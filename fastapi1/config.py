@@ -439,6 +439,9 @@ class DeliverySettings(BaseSettings):
     callback_retry_base_s: float = Field(
         default=1.0, ge=0, description="Backoff of a receipt's first retry; doubles per attempt, full jitter."
     )
+    callback_retry_max_s: float = Field(
+        default=600.0, gt=0, description="Longest wait between two sends of a receipt, whatever the attempt."
+    )
     callback_timeout_s: float = Field(
         default=5.0, gt=0, description="Seconds a receiver has to connect, answer and send its whole answer."
     )

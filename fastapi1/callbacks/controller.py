@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fastapi1.auth.encryption import SecretBox
 from fastapi1.callbacks import dao
 from fastapi1.callbacks.schemas import CallbackCreate
-from fastapi1.callbacks.urls import RefusedUrl, UrlRules, resolve
+from fastapi1.callbacks.urls import RefusedUrl, UrlRules, resolve, split
 from fastapi1.config import Settings
 from fastapi1.errors import NotFound, Unprocessable
 from fastapi1.services import controller as services_controller
@@ -46,7 +46,8 @@ async def set_callback(
     """
     await services_controller.get_service(session, service_id)
     try:
-        await resolve(new.url, rules)
+        # The addresses matter only where the rules hold them to public ones; the form always.
+        await resolve(new.url, rules) if rules.public_only else split(new.url, rules)
     except RefusedUrl as error:
         raise Unprocessable(f"url {error}", ("body", "url")) from None
     token = box.encrypt(new.bearer_token)

@@ -241,7 +241,11 @@ class ReceiptRelay(ClaimLoop):
             logger.warning("Receipt of %s: given up after %d attempts: %s", row.notification_id, row.attempts, why)
             return FAILED, None
         logger.info("Receipt of %s: attempt %d failed, retried: %s", row.notification_id, row.attempts, why)
-        return RECEIPT_PENDING, backoff(row.attempts, self.delivery.callback_retry_base_s, self.rng)
+        # Capped: a receiver down for a day is still tried every CALLBACK_RETRY_MAX_S at most.
+        delay = min(
+            backoff(row.attempts, self.delivery.callback_retry_base_s, self.rng), self.delivery.callback_retry_max_s
+        )
+        return RECEIPT_PENDING, delay
 
     async def record(self, outcomes: dao.Outcomes) -> None:
         """Commit the outcomes, retrying while the database is unavailable (until cancelled).

@@ -2,8 +2,10 @@
 
 import asyncio
 import contextlib
+import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from fastapi1.callbacks.relay import ReceiptRelay
 from fastapi1.config import Settings
 from fastapi1.db.engine import Database
 from fastapi1.delivery.providers import configured_providers
-from tests.delivery.conftest import RunRelay, fast_settings, wait_final, wait_until
+from tests.delivery.conftest import RunBrokered, RunRelay, fast_settings, wait_final, wait_until
 from tests.delivery.receipts import (
     Receiver,
     RunReceipts,
@@ -24,6 +26,7 @@ from tests.delivery.receipts import (
     service_with_callback,
     serving,
 )
+from tests.delivery.test_process import Workers
 
 PROVIDERS = configured_providers(fast_settings())
 
@@ -200,3 +203,51 @@ async def send_to_unkeyed(api: AsyncClient, recipients: list[str]) -> list[str]:
     assert response.status_code == 201, response.text
     await asyncio.sleep(0)
     return [item["id"] for item in response.json()]
+
+
+@pytest.fixture
+def workers(delivery_url: str, tmp_path: Path) -> Iterator[Workers]:
+    """Worker processes on the test's database, killed after the test."""
+    started = Workers(delivery_url, tmp_path)
+    yield started
+    started.stop_all()
+
+
+class TestWorkerKilled:
+    async def test_a_worker_killed_before_the_receipts_went_out_loses_none(
+        self, api: AsyncClient, database: Database, workers: Workers
+    ) -> None:
+        down = Receiver(free_port())  # nobody listens yet: every receipt stays owed
+        service = await service_with_callback(api, down.url)
+        retries = {"CALLBACK_RETRY_BASE_S": "0.05", "CALLBACK_RETRY_MAX_S": "0.2", "CALLBACK_LEASE_S": "2"}
+        doomed = workers.start(CALLBACK_MAX_ATTEMPTS="1000", **retries)
+        ids = await send_to(api, service, [f"user{n}@example.com" for n in range(30)])
+        await wait_final(database, ids, within=30)
+        await wait_until(lambda: attempted(database, ids, 1), within=30)
+        doomed.kill()
+        assert doomed.wait(timeout=10) == -signal.SIGKILL
+        assert set(await receipt_states(database, ids)) == set(ids)
+        async with serving(down):
+            workers.start(CALLBACK_MAX_ATTEMPTS="1000", **retries)
+            await wait_until(lambda: all_in(database, ids, "sent"), within=60)
+        assert down.by_id().keys() == set(ids)
+
+
+class TestThroughTheBroker:
+    async def test_receipts_follow_deliveries_made_through_rabbitmq(
+        self,
+        api: AsyncClient,
+        database: Database,
+        receiver: Receiver,
+        run_brokered: RunBrokered,
+        run_receipts: RunReceipts,
+    ) -> None:
+        service = await service_with_callback(api, receiver.url)
+        ids = await send_to(api, service, [f"user{n}@example.com" for n in range(50)] + ["perm-fail@simulator.notify"])
+        async with run_brokered(PROVIDERS), run_receipts():
+            rows = await wait_final(database, ids)
+            await wait_until(lambda: all_in(database, ids, "sent"), within=30)
+        received = receiver.by_id()
+        assert {key: item.body["status"] for key, item in received.items()} == {
+            key: row["status"] for key, row in rows.items()
+        }
