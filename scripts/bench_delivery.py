@@ -27,7 +27,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,8 +191,10 @@ async def latency_percentiles(connection: asyncpg.Connection, domain: str) -> tu
     return 1000 * float(row[0]), 1000 * float(row[1])
 
 
-async def ingest(base: str, total: int, per_request: int, clients: int) -> tuple[list[str], float, int]:
-    """POST ``total`` notifications to /multiple from ``clients`` concurrent clients.
+async def ingest(
+    base: str, total: int, per_request: int, clients: int, headers: Callable[[], dict[str, str]] = dict
+) -> tuple[list[str], float, int]:
+    """POST ``total`` notifications to /multiple from ``clients`` concurrent clients, ``headers()`` on each request.
 
     Returns:
         The ids the API acknowledged, the seconds from the first request to the last answer, the
@@ -211,7 +213,7 @@ async def ingest(base: str, total: int, per_request: int, clients: int) -> tuple
         while not queue.empty():
             queue.get_nowait()
             response = await client.post(
-                "/notifications/v1/multiple", content=body, headers={"content-type": "application/json"}
+                "/notifications/v1/multiple", content=body, headers={"content-type": "application/json", **headers()}
             )
             if response.status_code == 201:
                 ids.extend(item["id"] for item in response.json())
@@ -234,12 +236,16 @@ async def drain(
     result: DeliveryResult,
     worker_pid: int,
     stall_s: float = 120,
+    headers: Callable[[], dict[str, str]] = dict,
 ) -> list[str]:
-    """Create ``total`` notifications while the worker drains them; wait until every one is final."""
+    """Create ``total`` notifications while the worker drains them; wait until every one is final.
+
+    ``headers()`` goes on every request (a service's token, for notifications that owe receipts).
+    """
     database = dsn.rsplit("/", 1)[1].split("?")[0]
     worker_cpu, postgres_cpu = cpu_seconds(worker_pid, database)
     load_start = os.getloadavg()[0]
-    ids, seconds, errors = await ingest(base, total, per_request, clients)
+    ids, seconds, errors = await ingest(base, total, per_request, clients, headers)
     result.total, result.ingest_seconds, result.errors = len(ids), seconds, errors
     result.ingest_per_second = len(ids) / seconds
     connection = await asyncpg.connect(dsn)
