@@ -85,7 +85,8 @@ class TestRoutes:
         assert await set_callback(auth_client, service_id, "https://a.example/r", token) == status
 
     @pytest.mark.parametrize(
-        "url", ["ftp://a.example/r", "a.example/r", "https://", "https://user:pw@a.example/r", "https://a.example:99999/"]
+        "url",
+        ["ftp://a.example/r", "a.example/r", "https://", "https://user:pw@a.example/r", "https://a.example:99999/"],
     )
     async def test_a_url_that_is_not_http_is_refused(self, auth_client: AsyncClient, url: str) -> None:
         service_id = await new_service(auth_client)
