@@ -88,6 +88,25 @@ class TestRowsCheck:
         assert ("CHECK FAILED" in result.rows_check) == (stored < 3_200 or stored > 3_200 + 32 * 100)
 
 
+class TestV2Comparison:
+    def test_each_round_runs_every_send_and_swaps_v1_and_v2(self, bench: ModuleType) -> None:
+        assert [name for _, name in bench.v2_order(0)] == ["v1_email", "v2_email", "v1_sms", "v2_sms"]
+        assert [name for _, name in bench.v2_order(1)] == ["v2_email", "v1_email", "v2_sms", "v1_sms"]
+        sends = {s.name: s for s in bench.v2_scenarios({"email": "e", "sms": "s"})}
+        assert {(s.path, s.ok_status, s.items) for s in sends.values()} == {
+            ("/notifications/v1/", 201, 1),
+            ("/v2/notifications/email", 201, 1),
+            ("/v2/notifications/sms", 201, 1),
+        }
+        assert sends["v2_sms"].body["template_id"] == sends["v1_sms"].body["template_id"] == "s"
+
+    def test_ratios_are_of_the_medians_and_of_each_round_s_own_pair(self, bench: ModuleType) -> None:
+        rates = {(0, "v1_sms"): 100, (0, "v2_sms"): 90, (1, "v2_sms"): 120, (1, "v1_sms"): 100, (2, "v1_sms"): 50}
+        rows = [{"round": n, "scenario": name, "requests_per_second": rate} for (n, name), rate in rates.items()]
+        assert bench.v2_ratio(rows, "v1_sms", "v2_sms") == (1.05, [0.9, 1.2])  # round 2 ran v1 alone
+        assert bench.v2_ratio(rows, "v1_email", "v2_email") is None
+
+
 class TestDeliveryScenario:
     def test_variants_are_runs_of_worker_settings(self, bench: ModuleType) -> None:
         assert bench.delivery_variants("") == [{}]

@@ -85,6 +85,27 @@ def split(url: str, rules: UrlRules) -> tuple[str, int]:
     return parts.hostname, port
 
 
+async def addresses_of(host: str, port: int) -> tuple[str, ...]:
+    """The addresses a host resolves to: itself when it is an address (no lookup), else the resolver's answer.
+
+    Args:
+        host: A name or an address.
+        port: The port.
+
+    Raises:
+        RefusedUrl: When the name does not resolve.
+    """
+    try:
+        return (str(ipaddress.ip_address(host)),)
+    except ValueError:
+        pass
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        raise RefusedUrl(f"host {host[:100]} does not resolve: {error}") from None
+    return tuple(dict.fromkeys(str(info[4][0]) for info in found))
+
+
 async def resolve(url: str, rules: UrlRules) -> Target:
     """Resolve a callback URL's host, and check every address it resolves to.
 
@@ -99,11 +120,7 @@ async def resolve(url: str, rules: UrlRules) -> Target:
         RefusedUrl: When the URL or one of its addresses is refused, or the host does not resolve.
     """
     host, port = split(url, rules)
-    try:
-        found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as error:
-        raise RefusedUrl(f"host {host[:100]} does not resolve: {error}") from None
-    addresses = tuple(dict.fromkeys(str(info[4][0]) for info in found))
+    addresses = await addresses_of(host, port)
     if rules.public_only:
         for address in addresses:
             if forbidden(ipaddress.ip_address(address.split("%")[0])):
