@@ -21,7 +21,7 @@ from fastapi1.recipients import (
     UK_MOBILE_DIGITS,
     checked_email_address,
     is_uk_mobile,
-    normalised_phone_number,
+    parsed_phone_number,
 )
 from fastapi1.types import NoNul
 
@@ -79,10 +79,10 @@ def checked_phone_number(number: str) -> str:
         ValueError: When it is not a valid phone number.
     """
     try:
-        normalised = normalised_phone_number(number)
+        parsed = parsed_phone_number(number)
     except ValueError:
         raise ValueError(phone_number_problem(number)) from None
-    if normalised.startswith(f"+{UK_COUNTRY_CODE}") and not is_uk_mobile(phonenumbers.parse(normalised)):
+    if parsed.country_code == UK_COUNTRY_CODE and not is_uk_mobile(parsed):
         # A UK landline is a valid number, but no text message reaches it.
         raise ValueError("Not a UK mobile number")
     return number
