@@ -431,7 +431,7 @@ class DeliverySettings(BaseSettings):
         default=5, ge=1, description="Claims of a job whose workers all stopped mid-job before it fails."
     )
     simulator_delay_ms: int = Field(default=0, ge=0, description="The simulator's delay before it delivers.")
-    callback_concurrency: int = Field(default=50, ge=1, description="Delivery receipts being sent per worker at once.")
+    callback_concurrency: int = Field(default=10, ge=1, description="Delivery receipts being sent per worker at once.")
     callback_batch_size: int = Field(default=100, ge=1, description="Most delivery receipts claimed per statement.")
     callback_max_attempts: int = Field(
         default=5, ge=1, description="Attempts to send a delivery receipt before it is given up (logged)."
