@@ -1,9 +1,9 @@
 """What delivery receipts cost the delivery drain: the benchmark's ``delivery`` scenario with and without them.
 
 Each round runs the drain twice, alternating which goes first, on a fresh database, service and
-worker each time: once for notifications of a service without a callback, once for those of a
-service whose callback is a local receiver (uvicorn on loopback, answering 200), so that every
-notification owes a receipt. Reported per run: the drain rate, and for the receipts run the
+worker each time, both sending with a service's key: once for a service without a callback,
+once for one whose callback is a local receiver (uvicorn on loopback, answering 200), so that
+every notification owes a receipt. Reported per run: the drain rate, and for the receipts run the
 receipts received, when the last one arrived after the last delivery, and that none is missing.
 
     DATABASE_URL=... .venv/bin/python scripts/measure_receipts.py [--total 50000] [--rounds 2]
@@ -88,18 +88,21 @@ def serving(receiver: Receiver) -> Iterator[str]:
         thread.join(10)
 
 
-def service_with_callback(base: str, url: str) -> Callable[[], dict[str, str]]:
-    """A service (development: no admin token), a key and a callback to ``url``; headers with a fresh token.
+def service_key(base: str, callback_url: str | None) -> Callable[[], dict[str, str]]:
+    """A service (development: no admin token), a key and, if given, a callback; headers with a fresh token.
+
+    Both runs send as a service, so that they differ by the callback only.
 
     Args:
         base: The service's base URL.
-        url: The callback.
+        callback_url: The callback, or None for a service without one.
     """
     with httpx.Client(base_url=base, timeout=60) as client:
         service_id = client.post("/services/v1/", json={"name": f"receipts-{uuid.uuid4().hex[:8]}"}).json()["id"]
         key = client.post(f"/services/v1/{service_id}/api-keys", json={"name": "bench", "key_type": "normal"}).json()
-        callback = client.post(f"/services/v1/{service_id}/callbacks", json={"url": url, "bearer_token": "0" * 32})
-        callback.raise_for_status()
+        if callback_url is not None:
+            body = {"url": callback_url, "bearer_token": "0" * 32}
+            client.post(f"/services/v1/{service_id}/callbacks", json=body).raise_for_status()
     secret = key["key"][-36:]
     return lambda: {"Authorization": f"Bearer {create_token(secret, service_id)}"}
 
@@ -149,7 +152,7 @@ def one_run(options: argparse.Namespace, with_receipts: bool) -> dict[str, Any]:
             running_service(url, options.workers, {"WORKER_PROCESSES": "0"}) as service,
             running_worker(url, sends, RESULTS_DIR / "receipts-worker.log", {}, None) as worker,
         ):
-            headers = service_with_callback(service.base, callback_url) if with_receipts else dict
+            headers = service_key(service.base, callback_url if with_receipts else None)
             asyncio.run(checkpoint(url))
             acknowledged = asyncio.run(
                 drain(service.base, dsn, options.total, 1_000, 4, result, worker.pid, headers=headers)

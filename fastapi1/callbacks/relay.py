@@ -6,12 +6,15 @@ never deliveries. A send is bounded in time (``CALLBACK_TIMEOUT_S``, at most hal
 so its outcome is recorded while the claim holds) and in the answer it reads
 (``CALLBACK_MAX_RESPONSE_BYTES``); a redirect is not followed. Anything but a 2xx is retried
 with backoff until ``CALLBACK_MAX_ATTEMPTS``; a receipt whose callback was removed, or whose
-URL the rules now refuse, is given up at once. Each is logged.
+URL the rules now refuse, is given up at once. Each is logged. While the delivery relay is
+backlogged, receipts are claimed once a second at most, so a burst is delivered first and its
+receipts follow.
 """
 
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
@@ -27,7 +30,7 @@ from fastapi1.callbacks.controller import url_rules
 from fastapi1.callbacks.urls import RefusedUrl, resolve
 from fastapi1.config import DeliverySettings, Settings
 from fastapi1.db.engine import Database
-from fastapi1.delivery.controller import backoff
+from fastapi1.delivery.controller import Relay, backoff
 from fastapi1.errors import database_unavailable
 from fastapi1.metrics import DELIVERY_RECEIPTS
 from fastapi1.models.callbacks import RECEIPT_PENDING
@@ -39,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 SENT = "sent"
 FAILED = "failed"
+# While deliveries are backlogged, receipts are claimed once per this many seconds at most: the
+# worker's CPU goes to deliveries first, and receipts still move (they catch up after a burst).
+YIELD_INTERVAL_S = 1.0
 Outcome = tuple[str, float | None]  # new state, and seconds until due again when it stays pending
 
 
@@ -74,6 +80,7 @@ class ReceiptRelay(ClaimLoop):
         delivery: DeliverySettings,
         client: httpx.AsyncClient | None = None,
         rng: random.Random | None = None,
+        deliveries: Relay | None = None,
     ) -> None:
         """Set up an idle relay.
 
@@ -83,6 +90,7 @@ class ReceiptRelay(ClaimLoop):
             delivery: The CALLBACK_* settings.
             client: The HTTP client; one of the relay's own when None (closed when the relay stops).
             rng: Random source of the backoff jitter.
+            deliveries: The worker's delivery relay, which goes first while it is backlogged; None: no yielding.
         """
         super().__init__(
             database,
@@ -102,6 +110,9 @@ class ReceiptRelay(ClaimLoop):
             limits=httpx.Limits(max_connections=delivery.callback_concurrency),
         )
         self.held: dict[uuid.UUID, int] = {}  # claimed and not yet recorded: id -> attempt
+        self.deliveries = deliveries
+        self.last_claim_at = 0.0
+        self.yielding = False
 
     async def run(self) -> None:
         """Claim and send until stopped, then close the HTTP client."""
@@ -122,6 +133,11 @@ class ReceiptRelay(ClaimLoop):
         limit = min(self.delivery.callback_batch_size, self.free)
         if limit == 0:
             return False
+        now = time.monotonic()
+        self.yielding = self.deliveries is not None and self.deliveries.backlogged
+        if self.yielding and now - self.last_claim_at < YIELD_INTERVAL_S:
+            return False
+        self.last_claim_at = now
         async with self.database.write_sessions() as session, session.begin():
             rows = await dao.claim(session, limit, self.lease)
         if rows:
@@ -129,6 +145,12 @@ class ReceiptRelay(ClaimLoop):
             self.held.update((row.notification_id, row.attempts) for row in rows)
             self.start(tasks, self.send_all(rows))
         return len(rows) == limit
+
+    async def idle_delay(self) -> float:
+        """Seconds to wait for a wake-up; while deliveries go first, until the next claim this relay may make."""
+        if self.yielding:
+            return max(0.01, YIELD_INTERVAL_S - (time.monotonic() - self.last_claim_at))
+        return await super().idle_delay()
 
     async def seconds_until_due(self, session: AsyncSession) -> float | None:
         """Seconds until the earliest pending receipt is due, None if none is.

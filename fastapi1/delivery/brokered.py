@@ -189,7 +189,8 @@ class BrokeredRelay(Relay):
             # Rolled back: the rows are as they were, and the next claim publishes them again.
             logger.warning("Broker unavailable, publishing again shortly: %s", error)
             return False
-        return len(rows) == self.batch_size
+        self.backlogged = len(rows) == self.batch_size
+        return self.backlogged
 
     async def publish(self, session: AsyncSession, rows: Sequence[Row[tuple[uuid.UUID, int]]]) -> None:
         """Publish one message for the locked rows and, once the broker confirmed it, mark them published.

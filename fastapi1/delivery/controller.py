@@ -132,6 +132,9 @@ class Relay(ClaimLoop):
         # recorded while the claim still holds and no other worker starts a second attempt.
         self.deadline_s = settings.delivery_lease_s / 2
         self.held: dict[uuid.UUID, int] = {}  # claimed and not yet recorded: id -> attempt
+        # The last claim was full (or found no free slot): notifications are waiting. The receipt
+        # relay reads it to give deliveries the worker's CPU first (fastapi1.callbacks.relay).
+        self.backlogged = False
 
     async def claim(self, deliveries: asyncio.TaskGroup) -> bool:
         """Claim as many due notifications as there are free slots (up to a batch) and start them.
@@ -144,9 +147,11 @@ class Relay(ClaimLoop):
         """
         limit = min(self.settings.delivery_batch_size, self.free)
         if limit == 0:
+            self.backlogged = True
             return False
         async with self.database.write_sessions() as session, session.begin():
             rows = await dao.claim(session, limit, self.lease)
+        self.backlogged = len(rows) == limit
         count_claims(rows)
         if rows:
             self.free -= len(rows)

@@ -179,7 +179,7 @@ async def run(
         await stack.enter_async_context(answering_predictions(broker, gateway, delivery))
         relay = delivery_relay(broker, database, settings, delivery, providers or configured_providers(delivery))
         jobs = JobRelay(database, delivery, gateway)
-        receipts = ReceiptRelay(database, settings, delivery)
+        receipts = ReceiptRelay(database, settings, delivery, deliveries=relay)
 
         def stop() -> None:
             relay.stop()

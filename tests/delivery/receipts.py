@@ -161,11 +161,13 @@ async def receipt_states(database: Database, ids: list[str]) -> dict[str, tuple[
 
 
 @contextlib.asynccontextmanager
-async def running_receipts(database_url: str, settings: Settings, **overrides: Any) -> AsyncIterator[ReceiptRelay]:
+async def running_receipts(
+    database_url: str, settings: Settings, deliveries: Any = None, **overrides: Any
+) -> AsyncIterator[ReceiptRelay]:
     """A receipt relay with its listener, as a worker process runs it, stopped and awaited on exit."""
     database = Database.connect(database_url, None, settings)
     defaults = {"callback_retry_base_s": 0.05, "callback_timeout_s": 1.0, "callback_poll_interval_s": 0.2}
-    relay = ReceiptRelay(database, settings, fast_settings(**(defaults | overrides)))
+    relay = ReceiptRelay(database, settings, fast_settings(**(defaults | overrides)), deliveries=deliveries)
     task = asyncio.create_task(send_receipts_until_stopped(relay, database_url))
     try:
         yield relay

@@ -42,8 +42,9 @@ async def receiver() -> AsyncIterator[Receiver]:
 def run_receipts(delivery_url: str, settings: Settings) -> RunReceipts:
     """Start a receipt relay on the test's database: ``async with run_receipts(**delivery_settings)``."""
 
-    def run(**overrides: Any) -> contextlib.AbstractAsyncContextManager[ReceiptRelay]:
-        return running_receipts(delivery_url, settings.model_copy(update={"database_url": delivery_url}), **overrides)
+    def run(deliveries: Any = None, **overrides: Any) -> contextlib.AbstractAsyncContextManager[ReceiptRelay]:
+        database_settings = settings.model_copy(update={"database_url": delivery_url})
+        return running_receipts(delivery_url, database_settings, deliveries, **overrides)
 
     return run
 
@@ -211,6 +212,35 @@ def workers(delivery_url: str, tmp_path: Path) -> Iterator[Workers]:
     started = Workers(delivery_url, tmp_path)
     yield started
     started.stop_all()
+
+
+class Backlog:
+    """Stands for a delivery relay that has notifications waiting, or not."""
+
+    backlogged = True
+
+
+class TestDeliveriesFirst:
+    async def test_while_deliveries_are_backlogged_receipts_are_claimed_once_a_second(
+        self, api: AsyncClient, database: Database, receiver: Receiver, run_relay: RunRelay, run_receipts: RunReceipts
+    ) -> None:
+        service = await service_with_callback(api, receiver.url)
+        ids = await send_to(api, service, [f"user{n}@example.com" for n in range(30)])
+        async with run_relay(PROVIDERS):
+            await wait_final(database, ids)
+        backlog = Backlog()
+        async with run_receipts(deliveries=backlog, callback_concurrency=5, callback_batch_size=5):
+            await wait_until(lambda: sent_at_least(database, ids, 5), within=10)
+            await asyncio.sleep(1.5)
+            # One claim of 5 a second: after the first, one more at most in the 1.5 s that followed.
+            assert len([state for state, _ in (await receipt_states(database, ids)).values() if state == "sent"]) <= 10
+            backlog.backlogged = False
+            await wait_until(lambda: all_in(database, ids, "sent"), within=10)
+
+
+async def sent_at_least(database: Database, ids: list[str], count: int) -> bool:
+    """Whether at least ``count`` receipts of ``ids`` are sent."""
+    return sum(1 for state, _ in (await receipt_states(database, ids)).values() if state == "sent") >= count
 
 
 class TestWorkerKilled:
