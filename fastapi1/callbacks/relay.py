@@ -12,6 +12,7 @@ receipts follow.
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -241,9 +242,29 @@ class ReceiptRelay(ClaimLoop):
             "Content-Type": "application/json",
             "Host": url.netloc.decode("ascii"),
         }
-        pinned = url.copy_with(host=target.addresses[0])
-        extensions = {"sni_hostname": target.host}
-        request = self.client.stream("POST", pinned, content=receipt_body(row), headers=headers, extensions=extensions)
+        body = receipt_body(row)
+        # Each checked address in the resolver's order, as a client that resolves for itself
+        # would: an unreachable one first (IPv6 without a route, say) does not fail the receipt.
+        for address in target.addresses[:-1]:
+            with contextlib.suppress(httpx.ConnectError):
+                return await self.post_to(url, address, target.host, headers, body)
+        return await self.post_to(url, target.addresses[-1], target.host, headers, body)
+
+    async def post_to(self, url: httpx.URL, address: str, host: str, headers: dict[str, str], body: bytes) -> int:
+        """POST to one checked address of the callback's host.
+
+        Args:
+            url: The callback URL.
+            address: The address to connect to.
+            host: The URL's host, for TLS's server name (the certificate is checked against it).
+            headers: The request's headers, ``Host`` among them.
+            body: The receipt.
+
+        Returns:
+            The receiver's status; at most CALLBACK_MAX_RESPONSE_BYTES of its answer are read.
+        """
+        pinned = url.copy_with(host=address)
+        request = self.client.stream("POST", pinned, content=body, headers=headers, extensions={"sni_hostname": host})
         async with request as response:
             read = 0
             async for chunk in response.aiter_raw():

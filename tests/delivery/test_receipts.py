@@ -281,3 +281,33 @@ class TestThroughTheBroker:
         assert {key: item.body["status"] for key, item in received.items()} == {
             key: row["status"] for key, row in rows.items()
         }
+
+
+class TestAddresses:
+    async def test_an_unreachable_first_address_falls_back_to_the_next(
+        self,
+        api: AsyncClient,
+        database: Database,
+        receiver: Receiver,
+        run_relay: RunRelay,
+        run_receipts: RunReceipts,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        from fastapi1.callbacks import relay as relay_module
+        from fastapi1.callbacks.urls import Target, UrlRules
+
+        url = f"http://receiver.test:{receiver.port}/receipts"
+
+        async def resolved_ipv6_first(callback_url: str, rules: UrlRules) -> Target:
+            # The receiver listens on 127.0.0.1 only: ::1 (listed first, as a resolver may) refuses.
+            assert callback_url == url
+            return Target("receiver.test", receiver.port, ("::1", "127.0.0.1"))
+
+        monkeypatch.setattr(relay_module, "resolve", resolved_ipv6_first)
+        service = await service_with_callback(api, url)
+        ids = await send_to(api, service, ["ada@example.com"])
+        async with run_relay(PROVIDERS), run_receipts():
+            await wait_until(lambda: all_in(database, ids, "sent"), within=20)
+        (received,) = receiver.received
+        assert received.headers["host"] == f"receiver.test:{receiver.port}"
+        assert (await receipt_states(database, ids))[ids[0]] == ("sent", 1)
