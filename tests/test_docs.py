@@ -137,14 +137,15 @@ def swagger_block_ids(openapi: dict[str, Any]) -> set[tuple[str, str]]:
 
     Args:
         openapi: The OpenAPI document; untagged operations go to Swagger UI's "default" tag,
-            and whitespace in a tag becomes "_" in the id (Swagger UI's escapeDeepLinkPath).
+            whitespace in a tag becomes "_" in the id and any other character that is not a
+            letter, digit, "_" or "-" is backslash-escaped (Swagger UI's escapeDeepLinkPath: CSS.escape).
 
     Returns:
         One pair per operation.
     """
     blocks = set()
     for method, operation in all_operations(openapi):
-        tag = re.sub(r"\s", "_", operation.get("tags", ["default"])[0])
+        tag = re.sub(r"([^\w-])", r"\\\1", re.sub(r"\s", "_", operation.get("tags", ["default"])[0]))
         blocks.add((method, f"operations-{tag}-{operation['operationId']}"))
     return blocks
 
